@@ -1,0 +1,1 @@
+"""roomserver: realtime collaborative study rooms."""

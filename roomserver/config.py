@@ -1,0 +1,99 @@
+"""One frozen settings object, read from the environment once and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: str
+    help: str
+
+
+# name -> (environment variable, default as text, description). The README table mirrors this.
+SETTINGS: dict[str, Setting] = {
+    "database_url": Setting("DATABASE_URL", "", "PostgreSQL URL; empty starts an embedded PostgreSQL + pgvector in DATA_DIR"),
+    "redis_url": Setting("REDIS_URL", "", "Redis URL for cross-node fan-out and presence; empty runs a single node in memory"),
+    "solana_rpc_url": Setting("SOLANA_RPC_URL", "", "Solana JSON-RPC URL; empty starts the local ledger"),
+    "solana_chain_id": Setting("SOLANA_CHAIN_ID", "localnet", "chain ID that sign-in messages must name"),
+    "anthropic_api_key": Setting("ANTHROPIC_API_KEY", "", "enables the Claude tutor; empty runs the offline tutor"),
+    "anthropic_base_url": Setting("ANTHROPIC_BASE_URL", "", "override of the Anthropic API base URL"),
+    "tutor_model": Setting("TUTOR_MODEL", "claude-sonnet-4-5", "model the tutor asks"),
+    "public_origin": Setting("PUBLIC_ORIGIN", "", "origin sign-in binds to (scheme://host:port); empty: http://HOST:PORT"),
+    "allowed_origins": Setting("ALLOWED_ORIGINS", "", "comma-separated browser origins allowed for CORS and WebSockets; empty: PUBLIC_ORIGIN only"),
+    "session_ttl_seconds": Setting("SESSION_TTL_SECONDS", "86400", "lifetime of a sign-in session"),
+    "nonce_ttl_seconds": Setting("NONCE_TTL_SECONDS", "600", "lifetime of a sign-in challenge"),
+    "max_body_bytes": Setting("MAX_BODY_BYTES", "1048576", "largest JSON request body"),
+    "max_upload_bytes": Setting("MAX_UPLOAD_BYTES", "52428800", "largest document upload"),
+    "data_dir": Setting("DATA_DIR", "./data", "where the embedded database, ledger and blobs live"),
+    "host": Setting("HOST", "127.0.0.1", "address serve binds to"),
+    "port": Setting("PORT", "8000", "port serve binds to"),
+    "rate_limit_per_minute": Setting("RATE_LIMIT_PER_MINUTE", "600", "authenticated REST requests per minute, per user and per IP"),
+    "log_level": Setting("LOG_LEVEL", "info", "logging level"),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    redis_url: str = ""
+    solana_rpc_url: str = ""
+    solana_chain_id: str = "localnet"
+    anthropic_api_key: str = field(default="", repr=False)
+    anthropic_base_url: str = ""
+    tutor_model: str = "claude-sonnet-4-5"
+    public_origin: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    session_ttl_seconds: int = 86400
+    nonce_ttl_seconds: int = 600
+    max_body_bytes: int = 1 << 20
+    max_upload_bytes: int = 50 << 20
+    data_dir: Path = Path("./data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    rate_limit_per_minute: int = 600
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            spec = SETTINGS[f.name]
+            raw = env.get(spec.env, spec.default)
+            values[f.name] = _convert(f.name, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @property
+    def origin(self) -> str:
+        """The origin sign-in messages bind to, without a trailing slash."""
+        if self.public_origin:
+            return self.public_origin.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def domain(self) -> str:
+        """host[:port] of the public origin: the SIWS `domain`."""
+        return self.origin.split("://", 1)[-1]
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return self.allowed_origins or (self.origin,)
+
+
+def _convert(name: str, raw: str) -> Any:
+    kind = Settings.__dataclass_fields__[name].type
+    if kind == "int":
+        return int(raw)
+    if kind == "Path":
+        return Path(raw)
+    if kind == "tuple[str, ...]":
+        return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
+    return raw
