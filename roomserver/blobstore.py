@@ -1,0 +1,209 @@
+"""Content-addressed blob storage: bytes in, IPFS CIDv1 (raw, sha2-256) out.
+
+A blob is immutable: its CID names its bytes. The content type given with the first `put`
+of some bytes is kept; later puts of the same bytes return the same CID and leave it as is.
+Every method that takes a CID raises BadRequest(code="invalid_cid") for a malformed one and
+NotFound(code="blob_not_found") when the store does not hold it.
+
+Implementations: `MemoryBlobStore` (tests, one process) and `LocalBlobStore` (a directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from roomserver.cid import CidHasher, cid_for_bytes, parse_cid
+from roomserver.errors import BadRequest, NotFound
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+COPY_CHUNK = 1 << 20
+
+
+class BlobStore(Protocol):
+    async def put(self, data: bytes, content_type: str) -> str:
+        """Store `data`; return its CID."""
+
+    async def put_file(self, source: Path | BinaryIO, content_type: str) -> str:
+        """Store a file's content (a path, or a binary stream read to its end); return its CID.
+
+        Implementations copy in pieces, so a large upload is never held in memory whole."""
+
+    async def get(self, cid: str) -> bytes:
+        """The blob's bytes."""
+
+    async def open(self, cid: str) -> BinaryIO:
+        """A readable binary file object positioned at the start; the caller closes it."""
+
+    async def exists(self, cid: str) -> bool: ...
+
+    async def content_type(self, cid: str) -> str:
+        """The content type stored with the blob."""
+
+    def path(self, cid: str) -> Path | None:
+        """The blob's file on local disk, or None when the store keeps no local files."""
+
+
+def check_content_type(content_type: str) -> str:
+    """A content type safe to store and send back as a header, or BadRequest."""
+    if not content_type or len(content_type) > 200 or not content_type.isascii():
+        raise BadRequest("invalid content type", code="invalid_content_type")
+    if any(ch in content_type for ch in "\r\n\0") or "/" not in content_type:
+        raise BadRequest("invalid content type", code="invalid_content_type")
+    return content_type
+
+
+def _missing(cid: str) -> NotFound:
+    return NotFound("no such blob", code="blob_not_found", details={"cid": cid})
+
+
+class MemoryBlobStore:
+    """Blobs in a dict: for tests and single-process use."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, tuple[bytes, str]] = {}
+
+    async def put(self, data: bytes, content_type: str) -> str:
+        check_content_type(content_type)
+        cid = cid_for_bytes(data)
+        self._blobs.setdefault(cid, (bytes(data), content_type))
+        return cid
+
+    async def put_file(self, source: Path | BinaryIO, content_type: str) -> str:
+        if isinstance(source, Path):
+            data = await asyncio.to_thread(source.read_bytes)
+        else:
+            data = await asyncio.to_thread(source.read)
+        return await self.put(data, content_type)
+
+    async def get(self, cid: str) -> bytes:
+        return self._entry(cid)[0]
+
+    async def open(self, cid: str) -> BinaryIO:
+        return io.BytesIO(self._entry(cid)[0])
+
+    async def exists(self, cid: str) -> bool:
+        parse_cid(cid)
+        return cid in self._blobs
+
+    async def content_type(self, cid: str) -> str:
+        return self._entry(cid)[1]
+
+    def path(self, cid: str) -> Path | None:
+        parse_cid(cid)
+        return None
+
+    def _entry(self, cid: str) -> tuple[bytes, str]:
+        parse_cid(cid)
+        try:
+            return self._blobs[cid]
+        except KeyError:
+            raise _missing(cid) from None
+
+
+class LocalBlobStore:
+    """Blobs as files under `root`: `root/<shard>/<cid>` with `<cid>.type` beside.
+
+    Writes go to a temporary file in `root/tmp` and are renamed into place, so a reader never
+    sees a partial blob and a crash leaves at most a stray temporary file. The shard is two
+    characters of the CID (the leading characters are the same for every CID). File I/O runs
+    in worker threads.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._tmp = self.root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    async def put(self, data: bytes, content_type: str) -> str:
+        check_content_type(content_type)
+        return await asyncio.to_thread(self._put_stream, io.BytesIO(data), content_type)
+
+    async def put_file(self, source: Path | BinaryIO, content_type: str) -> str:
+        check_content_type(content_type)
+        if isinstance(source, Path):
+            return await asyncio.to_thread(self._put_path, source, content_type)
+        return await asyncio.to_thread(self._put_stream, source, content_type)
+
+    async def get(self, cid: str) -> bytes:
+        return await asyncio.to_thread(self._read, cid)
+
+    async def open(self, cid: str) -> BinaryIO:
+        file = self._file(cid)
+        try:
+            return await asyncio.to_thread(file.open, "rb")
+        except FileNotFoundError:
+            raise _missing(cid) from None
+
+    async def exists(self, cid: str) -> bool:
+        return await asyncio.to_thread(self._file(cid).is_file)
+
+    async def content_type(self, cid: str) -> str:
+        return await asyncio.to_thread(self._read_type, cid)
+
+    def path(self, cid: str) -> Path | None:
+        file = self._file(cid)
+        return file if file.is_file() else None
+
+    def _file(self, cid: str) -> Path:
+        parse_cid(cid)  # also guarantees a safe file name
+        return self.root / cid[-3:-1] / cid
+
+    def _put_path(self, source: Path, content_type: str) -> str:
+        with source.open("rb") as stream:
+            return self._put_stream(stream, content_type)
+
+    def _put_stream(self, stream: BinaryIO, content_type: str) -> str:
+        hasher = CidHasher()
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while piece := stream.read(COPY_CHUNK):
+                    hasher.update(piece)
+                    out.write(piece)
+                out.flush()
+                os.fsync(out.fileno())
+            cid = hasher.cid()
+            target = self._file(cid)
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._write_type(target, content_type)
+                os.replace(tmp, target)
+            return cid
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _write_type(self, target: Path, content_type: str) -> None:
+        type_file = target.with_name(target.name + ".type")
+        if type_file.is_file():
+            return
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="type-")
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(content_type)
+        os.replace(tmp_name, type_file)
+
+    def _read(self, cid: str) -> bytes:
+        try:
+            return self._file(cid).read_bytes()
+        except FileNotFoundError:
+            raise _missing(cid) from None
+
+    def _read_type(self, cid: str) -> str:
+        file = self._file(cid)
+        if not file.is_file():
+            raise _missing(cid)
+        try:
+            return file.with_name(file.name + ".type").read_text("ascii").strip()
+        except FileNotFoundError:
+            return DEFAULT_CONTENT_TYPE
+
+    def clear_temporary(self) -> None:
+        """Remove temporary files left by interrupted writes (call at start-up)."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
