@@ -564,3 +564,26 @@ def test_a_valid_input_changed_in_one_field_keeps_its_signature_invalid() -> Non
         replace(siws.parse_message(message.decode()), nonce="ZZZZZZZZZZ")
     ).encode()
     assert refusal(other, signature, ALICE.public_key, expected()) == "signature_invalid"
+
+
+@pytest.mark.parametrize(
+    ("issued_at", "reason"),
+    [
+        ("0001-01-01T00:00:00+01:00", "expired"),
+        ("9999-12-31T23:59:59.999999999-23:59", "not_yet_valid"),
+    ],
+)
+def test_extreme_issued_at_is_refused_not_crashed(issued_at: str, reason: str) -> None:
+    assert refusal(*signed_text(alice_text(issuedAt=issued_at)), expected()) == reason
+
+
+def test_a_statement_that_looks_like_a_field_cannot_be_built() -> None:
+    # Without this rule 'URI: x' as a statement and as a field would be the same text.
+    with pytest.raises(SiwsError):
+        siws.build_message(
+            SignInInput(domain="a.b", address="A", statement="URI: http://evil.example")
+        )
+    assert (
+        siws.parse_message("a.b wants you to sign in with your Solana account:\nA\n\nURI: x").uri
+        == "x"
+    )
