@@ -1,0 +1,83 @@
+"""python -m roomserver {serve,migrate,...}: the command line scripts and tools use."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from roomserver.config import SETTINGS, Settings
+
+
+def _settings_help() -> str:
+    rows = [f"  {s.env:<22} {s.help} (default: {s.default or 'empty'})" for s in SETTINGS.values()]
+    return "settings (environment variables):\n" + "\n".join(rows)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m roomserver",
+        description="roomserver: realtime collaborative study rooms.",
+        epilog=_settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the HTTP/WebSocket server (uvicorn)")
+    serve.add_argument("--host", default=None, help="bind address (default: HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: PORT or 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (needs REDIS_URL and DATABASE_URL when > 1)")
+    sub.add_parser("migrate", help="apply schema migrations to DATABASE_URL (or the embedded database)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env()
+    overrides = {k: v for k, v in (("host", getattr(args, "host", None)),
+                                   ("port", getattr(args, "port", None))) if v is not None}
+    if overrides:
+        settings = Settings.from_env(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        return serve(settings, workers=args.workers)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    return 2
+
+
+def serve(settings: Settings, *, workers: int = 1) -> int:
+    import uvicorn
+
+    from roomserver.app import create_app
+
+    print(f"roomserver listening on http://{settings.host}:{settings.port}", flush=True)
+    if workers > 1:
+        os.environ.update({"HOST": settings.host, "PORT": str(settings.port)})
+        uvicorn.run("roomserver.app:app_from_env", factory=True, host=settings.host,
+                    port=settings.port, workers=workers, ws_per_message_deflate=False,
+                    log_level=settings.log_level, proxy_headers=False)
+        return 0
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                ws_per_message_deflate=False, log_level=settings.log_level, proxy_headers=False)
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from roomserver.migrations import migrate
+    from roomserver.pgembed import EmbeddedPostgres
+
+    if settings.database_url:
+        applied = await migrate(settings.database_url)
+    else:
+        with EmbeddedPostgres(settings.data_dir / "postgres") as pg:
+            applied = await migrate(pg.url())
+    print(f"applied {len(applied)} migration(s): {applied}" if applied else "schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

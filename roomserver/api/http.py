@@ -1,0 +1,136 @@
+"""The REST edge's shared pieces: endpoint declarations, typed bodies, errors, the current user.
+
+Every endpoint is declared once as an `Endpoint`; the same list builds the routes and the
+OpenAPI document, so the docs cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from roomserver import errors
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    auth: bool = True
+    errors: Sequence[int] = field(default_factory=tuple)
+    content_type: str = "application/json"
+
+
+def routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    by_path: dict[str, dict[str, Handler]] = {}
+    for ep in endpoints:
+        by_path.setdefault(ep.path, {})[ep.method.upper()] = ep.handler
+    return [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
+
+
+def _dispatch(handlers: dict[str, Handler]) -> Handler:
+    if len(handlers) == 1:
+        return next(iter(handlers.values()))
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return dispatch
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_default)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return str(value)
+
+
+def reply(content: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> JSONResponse:
+    if isinstance(content, BaseModel):
+        content = content.model_dump(mode="json")
+    return JSONResponse(content, status_code=status)
+
+
+def error_response(exc: errors.RoomserverError) -> JSONResponse:
+    headers = {}
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """Parse and validate a JSON body; every failure is a typed 4xx."""
+    raw = await request.body()
+    if not raw:
+        raw = b"{}"
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.BadRequest("request body is not valid JSON", code="invalid_json",
+                                details={"position": exc.pos}) from None
+    return validate(model, data)
+
+
+def read_query(request: Request, model: type[M]) -> M:
+    data: dict[str, Any] = {}
+    for key in request.query_params:
+        values = request.query_params.getlist(key)
+        data[key] = values if len(values) > 1 or _is_list_field(model, key) else values[0]
+    return validate(model, data)
+
+
+def _is_list_field(model: type[BaseModel], key: str) -> bool:
+    info = model.model_fields.get(key)
+    return info is not None and "list" in str(info.annotation)
+
+
+def validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise errors.BadRequest("request failed validation", code="validation_error",
+                                details={"errors": problems}) from None
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def client_ip(conn: HTTPConnection) -> str:
+    return conn.client.host if conn.client else "unknown"

@@ -1,0 +1,127 @@
+"""create_app(settings): builds the concrete backends in the lifespan and mounts the routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from roomserver import errors
+from roomserver.api import auth, health, openapi, rooms
+from roomserver.api.http import Endpoint, error_response, routes
+from roomserver.api.limits import BodyLimit
+from roomserver.config import Settings
+from roomserver.db import create_pool
+from roomserver.migrations import migrate
+from roomserver.pgembed import EmbeddedPostgres
+from roomserver.ratelimit import RateLimiter
+from roomserver.rooms import RoomService
+from roomserver.sessions import SessionStore
+from roomserver.state import AppState
+
+log = logging.getLogger("roomserver")
+
+API_VERSION = "0.1.0"
+
+
+def all_endpoints() -> list[Endpoint]:
+    return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS]
+
+
+def create_app(settings: Settings) -> Starlette:
+    endpoints = all_endpoints()
+    spec = openapi.build(endpoints, title="roomserver", version=API_VERSION)
+    endpoints += openapi.endpoints(spec)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with AsyncExitStack() as stack:
+            state = await build_state(settings, stack)
+            for component, mode in state.modes.items():
+                log.info("%-9s %s", component, mode)
+            yield {"rs": state}
+
+    middleware = [
+        Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                   allow_methods=["*"], allow_headers=["Authorization", "Content-Type"],
+                   max_age=600),
+        Middleware(BodyLimit, default=settings.max_body_bytes,
+                   overrides={"/api/v1/documents/upload": settings.max_upload_bytes}),
+    ]
+    return Starlette(
+        routes=routes(endpoints),
+        middleware=middleware,
+        exception_handlers={
+            errors.RoomserverError: _typed_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+
+
+async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
+    """Open every resource the app needs; `stack` closes them in reverse order."""
+    modes: dict[str, str] = {}
+    dsn = settings.database_url
+    if dsn:
+        modes["database"] = "external PostgreSQL (DATABASE_URL)"
+    else:
+        pg = EmbeddedPostgres(settings.data_dir / "postgres")
+        dsn = pg.start()
+        stack.callback(pg.stop)
+        modes["database"] = f"embedded PostgreSQL + pgvector on 127.0.0.1:{pg.port} ({pg.pgdata})"
+    await migrate(dsn)
+    pool = await create_pool(dsn)
+    stack.push_async_callback(pool.close)
+
+    per_second = settings.rate_limit_per_minute / 60
+    state = AppState(
+        settings=settings,
+        db=pool,
+        sessions=SessionStore(pool, timedelta(seconds=settings.session_ttl_seconds)),
+        user_limiter=RateLimiter(rate=per_second, burst=max(10, settings.rate_limit_per_minute // 4)),
+        ip_limiter=RateLimiter(rate=per_second * 4, burst=max(40, settings.rate_limit_per_minute)),
+        modes=modes,
+    )
+    state.rooms = RoomService(pool)
+
+    async def database_health() -> dict[str, Any]:
+        await pool.fetchval("SELECT 1")
+        return {"ok": True, "detail": {"pool_size": pool.get_size()}}
+
+    state.health_checks["database"] = database_health
+    return state
+
+
+async def _typed_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.RoomserverError)
+    log.info("%s %s -> %s %s: %s", request.method, request.url.path, exc.status, exc.code, exc.message)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    typed = errors.RoomserverError(str(exc.detail), code=code)
+    typed.status = exc.status_code
+    return error_response(typed)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(errors.RoomserverError("internal error; it has been logged"))
+
+
+def app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory roomserver.app:app_from_env` and multi-worker serve."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,28 @@
+"""The resources one app instance owns, built in the lifespan and handed to the edge."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from roomserver.config import Settings
+from roomserver.ratelimit import RateLimiter
+from roomserver.rooms import RoomService
+from roomserver.sessions import SessionStore
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: asyncpg.Pool
+    sessions: SessionStore
+    user_limiter: RateLimiter
+    ip_limiter: RateLimiter
+    modes: dict[str, str] = field(default_factory=dict)
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    rooms: RoomService = field(init=False)

@@ -1,0 +1,77 @@
+"""Real servers for tests: the app under uvicorn on a free loopback port, in-process or as a child."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from roomserver.app import create_app
+from roomserver.config import Settings
+from roomserver.pgembed import free_port
+
+
+@contextlib.asynccontextmanager
+async def run_app(settings: Settings) -> AsyncIterator[str]:
+    """Serve `create_app(settings)` on 127.0.0.1:settings.port in this loop; yields the base URL."""
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port,
+                            log_level="warning", ws_per_message_deflate=False, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("server exited during start-up")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=15)
+
+
+@contextlib.contextmanager
+def run_process(env: dict[str, str], *, port: int | None = None, log: Path | None = None,
+                args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m roomserver serve` as a child process; yields (base URL, process)."""
+    port = port or free_port()
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roomserver", "serve", "--port", str(port), *args],
+        env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if log:
+            out.close()  # type: ignore[union-attr]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server process exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/health", timeout=2).status_code in (200, 503):
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not become healthy in {timeout}s")
