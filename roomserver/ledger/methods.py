@@ -75,7 +75,7 @@ def _param(params: list[Any], index: int, kind: type, default: Any = None) -> An
 
 
 def _encoding(config: dict[str, Any]) -> str:
-    encoding = config.get("encoding", "base64")
+    encoding = config.get("encoding") or "base64"
     if encoding not in ("base64", "jsonParsed", "base58"):
         raise invalid_params(f"unsupported encoding {encoding!r}")
     return str(encoding)
