@@ -1,0 +1,573 @@
+"""Study rooms: creation, listing, membership and moderation, with all of their SQL.
+
+`RoomService.admit` is the one join policy; the REST join and the realtime layer both call it.
+Its order of checks: the room exists and the caller may see it (404 `room_not_found`), it is
+open (403 `room_closed`), the caller is not banned (403 `banned`), an existing member is
+admitted as is; otherwise a private room needs an invitation (403 `not_invited`), a gated
+room needs the injected gate to agree (403 `gating_not_configured` without one), and the room
+must have a free seat (403 `room_full`, decided under a row lock so the last seat goes once).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import asyncpg
+import base58
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from roomserver import errors, users
+
+RoomType = Literal["public", "private", "token_gated", "nft_gated"]
+Role = Literal["owner", "moderator", "member"]
+
+
+class Room(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str
+    topic: str | None
+    tags: list[str]
+    room_type: RoomType
+    owner_id: uuid.UUID
+    access_token_mint: str | None
+    access_nft_collection: str | None
+    min_token_amount: str | None = Field(description="whole tokens, as a decimal string")
+    max_participants: int
+    participant_count: int
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    my_role: Role | None = Field(description="the viewer's role, null when not a member")
+
+
+class Participant(BaseModel):
+    room_id: uuid.UUID
+    user_id: uuid.UUID
+    role: Role
+    wallet_address: str
+    username: str | None
+    joined_at: datetime
+    last_active_at: datetime
+
+
+class Ban(BaseModel):
+    room_id: uuid.UUID
+    user_id: uuid.UUID
+    reason: str | None
+    banned_by: uuid.UUID
+
+
+class Invitation(BaseModel):
+    room_id: uuid.UUID
+    user_id: uuid.UUID
+    invited_by: uuid.UUID
+    created_at: datetime
+
+
+class RoomPage(BaseModel):
+    rooms: list[Room]
+    next_cursor: str | None
+
+
+def _clean_tags(tags: list[str] | None) -> list[str] | None:
+    if tags is None:
+        return None
+    seen: dict[str, None] = {}
+    for tag in tags:
+        tag = tag.strip().lower()
+        if not 1 <= len(tag) <= 32:
+            raise ValueError("each tag must be 1-32 characters")
+        seen[tag] = None
+    return list(seen)
+
+
+def _check_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        raw = base58.b58decode(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError("must be a base58 Solana address (32 bytes)")
+    return value
+
+
+class RoomDraft(BaseModel):
+    """A room to create; cross-field rules for the gated types are checked here."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=100)
+    room_type: RoomType
+    description: str = Field("", max_length=2000)
+    topic: str | None = Field(None, max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=10)
+    max_participants: int = Field(50, ge=2, le=10000)
+    access_token_mint: str | None = Field(None, max_length=64, description="token_gated: the SPL mint")
+    min_token_amount: Decimal | None = Field(
+        None, gt=0, max_digits=38, decimal_places=9,
+        description="token_gated: minimum holding in whole tokens (decimals applied by the server)")
+    access_nft_collection: str | None = Field(None, max_length=64,
+                                              description="nft_gated: the collection address")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str] | None:
+        return _clean_tags(value)
+
+    @field_validator("access_token_mint", "access_nft_collection")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        return _check_address(value)
+
+    @model_validator(mode="after")
+    def _gating_fields(self) -> RoomDraft:
+        wanted = {"token_gated": {"access_token_mint", "min_token_amount"},
+                  "nft_gated": {"access_nft_collection"}}.get(self.room_type, set())
+        for name in ("access_token_mint", "min_token_amount", "access_nft_collection"):
+            given = getattr(self, name) is not None
+            if name in wanted and not given:
+                raise ValueError(f"a {self.room_type} room requires {name}")
+            if given and name not in wanted:
+                raise ValueError(f"{name} does not apply to a {self.room_type} room")
+        return self
+
+
+class RoomChanges(BaseModel):
+    """What an owner may change; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str | None = Field(None, min_length=1, max_length=100)
+    description: str | None = Field(None, max_length=2000)
+    topic: str | None = Field(None, max_length=100)
+    tags: list[str] | None = Field(None, max_length=10)
+    max_participants: int | None = Field(None, ge=2, le=10000)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return _clean_tags(value)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> RoomChanges:
+        for name in ("name", "tags", "max_participants"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        if "description" in self.model_fields_set and self.description is None:
+            self.description = ""
+        return self
+
+
+class RoomFilter(BaseModel):
+    """List filters; `cursor` is the opaque `next_cursor` of the previous page."""
+
+    model_config = ConfigDict(extra="forbid")
+    q: str | None = Field(None, max_length=100, description="case-insensitive name search")
+    room_type: RoomType | None = None
+    tag: str | None = Field(None, max_length=32)
+    mine: bool = Field(False, description="only rooms I am a member of")
+    include_closed: bool = False
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = Field(None, max_length=200)
+
+
+Gate = Callable[[str, Room], Awaitable[None]]
+"""`gate(wallet_address, room)` returns to allow a join to a gated room, raises a typed error to refuse."""
+
+GateValidator = Callable[[str, str, Decimal | None], Awaitable[None]]
+"""`gate_validator(room_type, mint_or_collection, min_amount)` raises a typed error for a bad gate."""
+
+_ROOM_COLUMNS = """r.id, r.name, r.description, r.topic, r.tags, r.room_type, r.owner_id,
+    r.access_token_mint, r.access_nft_collection, r.min_token_amount, r.max_participants,
+    r.is_active, r.created_at, r.updated_at, r.closed_at,
+    (SELECT count(*) FROM room_participants c WHERE c.room_id = r.id AND c.is_member)
+        AS participant_count,
+    (SELECT m.role FROM room_participants m
+      WHERE m.room_id = r.id AND m.user_id = $1 AND m.is_member) AS my_role"""
+
+# A private room is visible to anyone with a participant row (member, former member, banned)
+# or an invitation; everyone else gets 404 so its existence does not leak.
+_VISIBLE = """(r.room_type <> 'private'
+    OR EXISTS (SELECT 1 FROM room_participants v WHERE v.room_id = r.id AND v.user_id = $1)
+    OR EXISTS (SELECT 1 FROM room_invitations i WHERE i.room_id = r.id AND i.user_id = $1))"""
+
+_PARTICIPANT = """SELECT p.room_id, p.user_id, p.role, u.wallet_address, u.username,
+    p.joined_at, p.last_active_at
+    FROM room_participants p JOIN users u ON u.id = p.user_id"""
+
+
+def _room(row: asyncpg.Record) -> Room:
+    data = dict(row)
+    amount = data["min_token_amount"]
+    data["min_token_amount"] = None if amount is None else format(amount.normalize(), "f")
+    return Room(**data)
+
+
+def _not_found() -> errors.NotFound:
+    return errors.NotFound("no such room", code="room_not_found")
+
+
+def encode_cursor(created_at: datetime, room_id: uuid.UUID) -> str:
+    raw = orjson.dumps([created_at.isoformat(), str(room_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, room_id = orjson.loads(raw)
+        return datetime.fromisoformat(created), uuid.UUID(room_id)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise errors.BadRequest("the cursor is not one this server issued",
+                                code="invalid_cursor") from None
+
+
+def gating_requirement(room: Room) -> str:
+    if room.room_type == "token_gated":
+        return f"holding at least {room.min_token_amount} of the token {room.access_token_mint}"
+    return f"holding an NFT of the collection {room.access_nft_collection}"
+
+
+class RoomService:
+    """Rooms over one asyncpg pool; `gate` and `gate_validator` plug in token/NFT gating."""
+
+    def __init__(self, pool: asyncpg.Pool, gate: Gate | None = None,
+                 gate_validator: GateValidator | None = None):
+        self._pool = pool
+        self._gate = gate
+        self._gate_validator = gate_validator
+
+    # -- rooms ------------------------------------------------------------------------------
+
+    async def validate_new_room(self, draft: RoomDraft) -> None:
+        """Ask the injected validator about a gated room's mint or collection; no-op without one."""
+        if self._gate_validator is None or draft.room_type not in ("token_gated", "nft_gated"):
+            return
+        address = draft.access_token_mint or draft.access_nft_collection
+        assert address is not None  # RoomDraft guarantees it for gated types
+        await self._gate_validator(draft.room_type, address, draft.min_token_amount)
+
+    async def create(self, owner_id: uuid.UUID, draft: RoomDraft) -> Room:
+        """A new room with `owner_id` as its `owner` participant."""
+        await self.validate_new_room(draft)
+        async with self._pool.acquire() as conn, conn.transaction():
+            room_id = await conn.fetchval(
+                """INSERT INTO study_rooms (name, room_type, description, topic, tags,
+                       max_participants, access_token_mint, min_token_amount,
+                       access_nft_collection, owner_id)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id""",
+                draft.name, draft.room_type, draft.description, draft.topic, draft.tags,
+                draft.max_participants, draft.access_token_mint, draft.min_token_amount,
+                draft.access_nft_collection, owner_id)
+            await conn.execute(
+                "INSERT INTO room_participants (room_id, user_id, role) VALUES ($1, $2, 'owner')",
+                room_id, owner_id)
+            await users.audit(conn, owner_id, "room.create", "room", room_id,
+                              {"room_type": draft.room_type, "name": draft.name})
+            return await self._fetch(conn, room_id, owner_id)
+
+    async def get(self, room_id: uuid.UUID, viewer_id: uuid.UUID) -> Room:
+        """The room as `viewer_id` sees it; 404 `room_not_found` if absent or hidden from them."""
+        return await self._fetch(self._pool, room_id, viewer_id)
+
+    async def _fetch(self, conn: asyncpg.Connection | asyncpg.Pool, room_id: uuid.UUID,
+                     viewer_id: uuid.UUID) -> Room:
+        row = await conn.fetchrow(
+            f"SELECT {_ROOM_COLUMNS} FROM study_rooms r WHERE r.id = $2 AND {_VISIBLE}",
+            viewer_id, room_id)
+        if row is None:
+            raise _not_found()
+        return _room(row)
+
+    async def list_rooms(self, viewer_id: uuid.UUID, filters: RoomFilter) -> RoomPage:
+        """Rooms visible to `viewer_id`, newest first, one page at a time."""
+        where = [_VISIBLE]
+        args: list[Any] = [viewer_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if not filters.include_closed:
+            where.append("r.is_active")
+        if filters.q:
+            escaped = filters.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            where.append(f"r.name ILIKE {arg('%' + escaped + '%')}")
+        if filters.room_type:
+            where.append(f"r.room_type = {arg(filters.room_type)}")
+        if filters.tag:
+            where.append(f"{arg(filters.tag.strip().lower())} = ANY (r.tags)")
+        if filters.mine:
+            where.append("""EXISTS (SELECT 1 FROM room_participants me
+                            WHERE me.room_id = r.id AND me.user_id = $1 AND me.is_member)""")
+        if filters.cursor:
+            created, after_id = decode_cursor(filters.cursor)
+            where.append(f"(r.created_at, r.id) < ({arg(created)}, {arg(after_id)})")
+        rows = await self._pool.fetch(
+            f"""SELECT {_ROOM_COLUMNS} FROM study_rooms r WHERE {" AND ".join(where)}
+                ORDER BY r.created_at DESC, r.id DESC LIMIT {arg(filters.limit + 1)}""", *args)
+        rooms = [_room(row) for row in rows[: filters.limit]]
+        more = len(rows) > filters.limit
+        return RoomPage(rooms=rooms,
+                        next_cursor=encode_cursor(rooms[-1].created_at, rooms[-1].id) if more else None)
+
+    async def update(self, room_id: uuid.UUID, actor_id: uuid.UUID, changes: RoomChanges) -> Room:
+        """Apply an owner's changes; `max_participants` may not drop below the member count."""
+        fields = changes.model_dump(exclude_unset=True)
+        async with self._pool.acquire() as conn, conn.transaction():
+            room = await self._locked_open_room(conn, room_id, actor_id)
+            self._require_owner(room, actor_id)
+            if fields.get("max_participants", room.max_participants) < room.participant_count:
+                raise errors.Conflict(
+                    f"the room already has {room.participant_count} members",
+                    code="below_member_count",
+                    details={"participant_count": room.participant_count})
+            if fields:
+                sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=2))
+                await conn.execute(
+                    f"UPDATE study_rooms SET {sets}, updated_at = now() WHERE id = $1",
+                    room_id, *fields.values())
+                await users.audit(conn, actor_id, "room.update", "room", room_id,
+                                  {k: v for k, v in fields.items()})
+            return await self._fetch(conn, room_id, actor_id)
+
+    async def close(self, room_id: uuid.UUID, actor_id: uuid.UUID) -> Room:
+        """Close the room (owner only); closing a closed room changes nothing."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            room = await self._locked_room(conn, room_id, actor_id)
+            self._require_owner(room, actor_id)
+            if room.is_active:
+                await conn.execute(
+                    """UPDATE study_rooms SET is_active = false, closed_at = now(),
+                       updated_at = now() WHERE id = $1""", room_id)
+                await users.audit(conn, actor_id, "room.close", "room", room_id)
+            return await self._fetch(conn, room_id, actor_id)
+
+    async def _locked_room(self, conn: asyncpg.Connection, room_id: uuid.UUID,
+                           viewer_id: uuid.UUID) -> Room:
+        """The room as `viewer_id` sees it, with its row locked until the transaction ends."""
+        if await conn.fetchval("SELECT 1 FROM study_rooms WHERE id = $1 FOR UPDATE", room_id) is None:
+            raise _not_found()
+        return await self._fetch(conn, room_id, viewer_id)
+
+    async def _locked_open_room(self, conn: asyncpg.Connection, room_id: uuid.UUID,
+                                viewer_id: uuid.UUID) -> Room:
+        room = await self._locked_room(conn, room_id, viewer_id)
+        if not room.is_active:
+            raise errors.Forbidden("the room is closed", code="room_closed")
+        return room
+
+    @staticmethod
+    def _require_owner(room: Room, actor_id: uuid.UUID) -> None:
+        if room.owner_id != actor_id:
+            raise errors.Forbidden("only the room's owner can do this", code="not_owner")
+
+    @staticmethod
+    def _require_moderator(room: Room) -> None:
+        if room.my_role not in ("owner", "moderator"):
+            raise errors.Forbidden("only the room's owner or a moderator can do this",
+                                   code="not_moderator")
+
+    # -- membership -------------------------------------------------------------------------
+
+    async def membership(self, room_id: uuid.UUID, user_id: uuid.UUID) -> Participant | None:
+        """The user's current membership, or None (never a member, left, or banned)."""
+        row = await self._pool.fetchrow(
+            f"{_PARTICIPANT} WHERE p.room_id = $1 AND p.user_id = $2 AND p.is_member",
+            room_id, user_id)
+        return None if row is None else Participant(**dict(row))
+
+    async def admit(self, user_id: uuid.UUID, wallet_address: str, room_id: uuid.UUID) -> Participant:
+        """Join `room_id` if allowed, or confirm the existing membership; raises the typed refusal."""
+        room = await self.get(room_id, user_id)
+        await self._check_may_enter(room, user_id)
+        if room.my_role is not None:
+            member = await self.membership(room_id, user_id)
+            if member is not None:
+                return member
+        await self._check_may_join(room, user_id, wallet_address)
+        async with self._pool.acquire() as conn, conn.transaction():
+            room = await self._locked_open_room(conn, room_id, user_id)
+            await self._check_may_enter(room, user_id, conn)
+            if room.my_role is None:
+                if room.participant_count >= room.max_participants:
+                    raise errors.Forbidden(
+                        f"the room is full ({room.max_participants} participants)",
+                        code="room_full", details={"max_participants": room.max_participants})
+                await conn.execute(
+                    """INSERT INTO room_participants (room_id, user_id) VALUES ($1, $2)
+                       ON CONFLICT (room_id, user_id) DO UPDATE SET is_member = true,
+                         role = 'member', joined_at = now(), last_active_at = now(),
+                         left_at = NULL""", room_id, user_id)
+                await users.audit(conn, user_id, "room.join", "room", room_id)
+            row = await conn.fetchrow(f"{_PARTICIPANT} WHERE p.room_id = $1 AND p.user_id = $2",
+                                      room_id, user_id)
+            return Participant(**dict(row))
+
+    async def _check_may_enter(self, room: Room, user_id: uuid.UUID,
+                               conn: asyncpg.Connection | asyncpg.Pool | None = None) -> None:
+        if not room.is_active:
+            raise errors.Forbidden("the room is closed", code="room_closed")
+        if room.my_role is not None:
+            return  # a current member is never banned
+        banned = await (conn or self._pool).fetchrow(
+            """SELECT ban_reason FROM room_participants
+               WHERE room_id = $1 AND user_id = $2 AND is_banned""", room.id, user_id)
+        if banned is not None:
+            raise errors.Forbidden("you are banned from this room", code="banned",
+                                   details={"reason": banned["ban_reason"]})
+
+    async def _check_may_join(self, room: Room, user_id: uuid.UUID, wallet_address: str) -> None:
+        """The checks a newcomer (not yet a member) must pass before a seat is taken."""
+        if room.room_type == "private":
+            invited = await self._pool.fetchval(
+                "SELECT 1 FROM room_invitations WHERE room_id = $1 AND user_id = $2",
+                room.id, user_id)
+            if invited is None:
+                raise errors.Forbidden("this private room is joinable only by invitation",
+                                       code="not_invited")
+        elif room.room_type in ("token_gated", "nft_gated"):
+            if self._gate is None:
+                raise errors.Forbidden(
+                    f"this {room.room_type} room requires {gating_requirement(room)}, and "
+                    "token/NFT gating is not enabled on this server yet",
+                    code="gating_not_configured",
+                    details={"room_type": room.room_type,
+                             "access_token_mint": room.access_token_mint,
+                             "min_token_amount": room.min_token_amount,
+                             "access_nft_collection": room.access_nft_collection})
+            await self._gate(wallet_address, room)
+
+    async def leave(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        """End a membership; the owner cannot leave (close the room instead)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            role = await conn.fetchval(
+                """SELECT role FROM room_participants WHERE room_id = $1 AND user_id = $2
+                   AND is_member FOR UPDATE""", room_id, user_id)
+            if role is None:
+                await self._fetch(conn, room_id, user_id)  # 404 when the room is hidden or absent
+                raise errors.Conflict("you are not a member of this room", code="not_member")
+            if role == "owner":
+                raise errors.Conflict("the owner cannot leave; close the room instead",
+                                      code="owner_cannot_leave")
+            await conn.execute(
+                """UPDATE room_participants SET is_member = false, role = 'member', left_at = now()
+                   WHERE room_id = $1 AND user_id = $2""", room_id, user_id)
+            await users.audit(conn, user_id, "room.leave", "room", room_id)
+
+    async def participants(self, room_id: uuid.UUID, viewer_id: uuid.UUID) -> list[Participant]:
+        """Current members, oldest first; for a private room only members may look."""
+        room = await self.get(room_id, viewer_id)
+        if room.room_type == "private" and room.my_role is None:
+            raise errors.Forbidden("only members can see who is in a private room",
+                                   code="not_member")
+        rows = await self._pool.fetch(
+            f"{_PARTICIPANT} WHERE p.room_id = $1 AND p.is_member ORDER BY p.joined_at, p.user_id",
+            room_id)
+        return [Participant(**dict(row)) for row in rows]
+
+    # -- moderation -------------------------------------------------------------------------
+
+    async def set_role(self, room_id: uuid.UUID, actor_id: uuid.UUID, target_id: uuid.UUID,
+                       role: Literal["moderator", "member"]) -> Participant:
+        """Owner only; the owner's own role never changes (ownership transfer is not offered)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            room = await self._locked_open_room(conn, room_id, actor_id)
+            self._require_owner(room, actor_id)
+            if target_id == room.owner_id:
+                raise errors.Forbidden("the owner's role cannot change", code="owner_protected")
+            updated = await conn.fetchval(
+                """UPDATE room_participants SET role = $3
+                   WHERE room_id = $1 AND user_id = $2 AND is_member RETURNING 1""",
+                room_id, target_id, role)
+            if updated is None:
+                raise errors.NotFound("that user is not a member of this room",
+                                      code="participant_not_found")
+            await users.audit(conn, actor_id, "room.set_role", "room", room_id,
+                              {"user_id": str(target_id), "role": role})
+            row = await conn.fetchrow(f"{_PARTICIPANT} WHERE p.room_id = $1 AND p.user_id = $2",
+                                      room_id, target_id)
+            return Participant(**dict(row))
+
+    async def ban(self, room_id: uuid.UUID, actor_id: uuid.UUID, target_id: uuid.UUID,
+                  reason: str | None) -> Ban:
+        """Remove `target_id` and keep them out; moderators may ban members only."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            room, target_role = await self._moderation_target(conn, room_id, actor_id, target_id)
+            if target_role == "moderator" and room.my_role != "owner":
+                raise errors.Forbidden("only the owner can ban a moderator", code="not_owner")
+            await conn.execute(
+                """INSERT INTO room_participants (room_id, user_id, is_member, is_banned,
+                       ban_reason, banned_by)
+                   VALUES ($1, $2, false, true, $3, $4)
+                   ON CONFLICT (room_id, user_id) DO UPDATE SET is_member = false,
+                     role = 'member', is_banned = true, ban_reason = $3, banned_by = $4,
+                     left_at = CASE WHEN room_participants.is_member THEN now()
+                                    ELSE room_participants.left_at END""",
+                room_id, target_id, reason, actor_id)
+            await users.audit(conn, actor_id, "room.ban", "room", room_id,
+                              {"user_id": str(target_id), "reason": reason})
+            return Ban(room_id=room_id, user_id=target_id, reason=reason, banned_by=actor_id)
+
+    async def unban(self, room_id: uuid.UUID, actor_id: uuid.UUID, target_id: uuid.UUID) -> None:
+        """Lift a ban; the user may then join again (as a newcomer)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await self._moderation_target(conn, room_id, actor_id, target_id)
+            lifted = await conn.fetchval(
+                """UPDATE room_participants SET is_banned = false, ban_reason = NULL,
+                       banned_by = NULL
+                   WHERE room_id = $1 AND user_id = $2 AND is_banned RETURNING 1""",
+                room_id, target_id)
+            if lifted is None:
+                raise errors.NotFound("that user is not banned from this room", code="ban_not_found")
+            await users.audit(conn, actor_id, "room.unban", "room", room_id,
+                              {"user_id": str(target_id)})
+
+    async def _moderation_target(self, conn: asyncpg.Connection, room_id: uuid.UUID,
+                                 actor_id: uuid.UUID, target_id: uuid.UUID) -> tuple[Room, str | None]:
+        """The locked open room and the target's current role, after the shared permission checks."""
+        room = await self._locked_open_room(conn, room_id, actor_id)
+        self._require_moderator(room)
+        if target_id == room.owner_id:
+            raise errors.Forbidden("the owner cannot be banned", code="owner_protected")
+        if target_id == actor_id:
+            raise errors.Conflict("you cannot ban or unban yourself", code="self_moderation")
+        if await conn.fetchval("SELECT 1 FROM users WHERE id = $1", target_id) is None:
+            raise errors.NotFound("no such user", code="user_not_found")
+        role = await conn.fetchval(
+            "SELECT role FROM room_participants WHERE room_id = $1 AND user_id = $2 AND is_member",
+            room_id, target_id)
+        return room, role
+
+    async def invite(self, room_id: uuid.UUID, actor_id: uuid.UUID, *,
+                     user_id: uuid.UUID | None = None, wallet_address: str | None = None) -> Invitation:
+        """Invite a signed-up user by id or wallet; inviting twice returns the first invitation."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            room = await self._locked_open_room(conn, room_id, actor_id)
+            self._require_moderator(room)
+            target = await conn.fetchval(
+                "SELECT id FROM users WHERE id = $1 OR wallet_address = $2", user_id, wallet_address)
+            if target is None:
+                raise errors.NotFound("no such user; a wallet must sign in once before it can be invited",
+                                      code="user_not_found")
+            row = await conn.fetchrow(
+                """INSERT INTO room_invitations (room_id, user_id, invited_by) VALUES ($1, $2, $3)
+                   ON CONFLICT (room_id, user_id) DO NOTHING
+                   RETURNING room_id, user_id, invited_by, created_at""", room_id, target, actor_id)
+            if row is None:
+                row = await conn.fetchrow(
+                    """SELECT room_id, user_id, invited_by, created_at FROM room_invitations
+                       WHERE room_id = $1 AND user_id = $2""", room_id, target)
+            else:
+                await users.audit(conn, actor_id, "room.invite", "room", room_id,
+                                  {"user_id": str(target)})
+            return Invitation(**dict(row))
