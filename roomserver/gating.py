@@ -111,13 +111,13 @@ def _is_control_flow(exc: BaseException) -> bool:
     return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError))
 
 
-def _pubkey(address: str, what: str) -> Pubkey:
+def _pubkey(address: str, what: str, code: str = "invalid_gate") -> Pubkey:
     try:
         if not isinstance(address, str) or not 32 <= len(address) <= 44:
             raise ValueError(address)
         return Pubkey.from_string(address)
     except ValueError:
-        raise BadRequest(f"{what} is not a base58 address", code="invalid_gate", details={"address": address}) from None
+        raise BadRequest(f"{what} is not a base58 address", code=code, details={"address": str(address)}) from None
 
 
 class Gatekeeper:
@@ -168,8 +168,8 @@ class Gatekeeper:
 
     async def check(self, wallet: str, gate: Gate, *, use_cache: bool = True) -> Decision:
         """Allowed or refused (a Decision); raises Unavailable when the RPC can't be reached
-        and BadRequest for an address that is not base58."""
-        owner = _pubkey(wallet, "wallet")
+        and BadRequest ("invalid_wallet" / "invalid_gate") for an address that is not base58."""
+        owner = _pubkey(wallet, "wallet", "invalid_wallet")
         key = f"{gate.kind}:{gate.address}:{gate.min_amount}:{wallet}"
         if use_cache and (cached := await self.cache.get(key)) is not None:
             return cached
@@ -203,7 +203,7 @@ class Gatekeeper:
         mints = [Pubkey.from_string(m) for m in candidates]
         pdas = [metaplex.metadata_address(m) for m in mints]
         accounts = await self._accounts(mints + pdas)
-        for mint_key, mint_account, meta_account in zip(mints, accounts, accounts[len(mints):], strict=True):
+        for mint_key, mint_account, meta_account in zip(mints, accounts[: len(mints)], accounts[len(mints) :], strict=True):
             if _is_member(mint_key, mint_account, meta_account, collection):
                 return Decision(True, None, "holds a collection NFT",
                                 {"collection": gate.address, "nft": str(mint_key)})
