@@ -1,9 +1,10 @@
 """Study rooms: creation, listing, membership and moderation, with all of their SQL.
 
 `RoomService.admit` is the one join policy; the REST join and the realtime layer both call it.
-Its order of checks: the room exists and the caller may see it (404 `room_not_found`), it is
-open (403 `room_closed`), the caller is not banned (403 `banned`), an existing member is
-admitted as is; otherwise a private room needs an invitation (403 `not_invited`), a gated
+Its order of checks: the room exists and the caller may see it (404 `room_not_found`; a private
+room is invisible to anyone without a participant row or an invitation), it is open (403
+`room_closed`), the caller is not banned (403 `banned`), an existing member is admitted as is;
+otherwise a private room needs an invitation, which admits once (403 `not_invited`), a gated
 room needs the injected gate to agree (403 `gating_not_configured` without one), and the room
 must have a free seat (403 `room_full`, decided under a row lock so the last seat goes once).
 """
@@ -408,6 +409,9 @@ class RoomService:
                        ON CONFLICT (room_id, user_id) DO UPDATE SET is_member = true,
                          role = 'member', joined_at = now(), last_active_at = now(),
                          left_at = NULL""", room_id, user_id)
+                await conn.execute(  # an invitation admits once; rejoining needs a new one
+                    "DELETE FROM room_invitations WHERE room_id = $1 AND user_id = $2",
+                    room_id, user_id)
                 await users.audit(conn, user_id, "room.join", "room", room_id)
             row = await conn.fetchrow(f"{_PARTICIPANT} WHERE p.room_id = $1 AND p.user_id = $2",
                                       room_id, user_id)
