@@ -117,8 +117,9 @@ def _page_pdf(content: bytes, filters: bytes = b"") -> bytes:
     )
 
 
-def decompression_bomb_pdf(expanded_bytes: int = 1 << 30) -> bytes:
-    """A page whose content stream is ~1 MB of zlib that inflates to `expanded_bytes`."""
+def decompression_bomb_pdf(expanded_bytes: int = 128 << 20) -> bytes:
+    """A page whose content stream is a small zlib stream of spaces that inflates to
+    `expanded_bytes` (128 MiB from ~130 KB by default: past pypdf's own 75 MB cap)."""
     compressor = zlib.compressobj(9)
     block = b" " * (1 << 20)
     parts = [compressor.compress(b"BT /F1 12 Tf 72 712 Td (boom) Tj ET\n")]

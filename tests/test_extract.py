@@ -1,0 +1,200 @@
+"""Extraction: clean pages from real PDFs, hostile PDFs contained, text/Markdown/CSV pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import pytest_asyncio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from roomserver.errors import BadRequest
+from roomserver.extract import (
+    ExtractionLimits,
+    Page,
+    extract_pages,
+    extract_pdf,
+    rejoin_lines,
+    remove_running_lines,
+    text_pages,
+)
+from roomserver.sniff import FileKind
+from tests import pdfs
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def study_pages() -> list[Page]:
+    return await extract_pdf(pdfs.study_pdf())
+
+
+def test_study_pdf_pages_are_numbered_and_in_order(study_pages: list[Page]) -> None:
+    assert [p.number for p in study_pages] == [1, 2, 3, 4, 5]
+    for page, (title, _) in zip(study_pages, pdfs.TOPICS, strict=True):
+        assert page.text.startswith(title + "\n\n")
+
+
+def test_running_headers_and_footers_are_gone(study_pages: list[Page]) -> None:
+    for page in study_pages:
+        assert pdfs.HEADER not in page.text
+        assert "Genève" not in page.text
+        assert not re.search(r"page \d+ of \d+", page.text)
+
+
+def test_unicode_survives(study_pages: list[Page]) -> None:
+    membranes = study_pages[2].text
+    assert "sodium–potassium" in membranes
+    assert "Na⁺" in membranes and "−70 mV" in membranes
+
+
+def test_wrapped_lines_become_paragraphs(study_pages: list[Page]) -> None:
+    # pypdf gives one line per printed line; every sentence must come back whole.
+    for page, (_, body) in zip(study_pages, pdfs.TOPICS, strict=True):
+        assert body in page.text
+        assert "\n" not in page.text.split("\n\n", 1)[1].replace("\n\n", "")
+    # both columns are present, the left one first
+    first = study_pages[0].text
+    assert first.index("In summary:") < first.index("Review of enzymes:")
+
+
+async def test_password_free_encryption_is_readable() -> None:
+    pages = await extract_pdf(pdfs.encrypted_pdf(user_password=""))
+    assert pages[0].text == "Top secret notes"
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (pdfs.encrypted_pdf, "encrypted_pdf"),
+        (pdfs.corrupt_pdf, "corrupt_pdf"),
+        (pdfs.truncated_pdf, "corrupt_pdf"),
+        (pdfs.nested_pdf, "pdf_too_complex"),
+        (pdfs.decompression_bomb_pdf, "pdf_too_complex"),
+        (lambda: b"", "corrupt_pdf"),
+    ],
+    ids=["encrypted", "corrupt", "truncated", "nested", "bomb", "empty"],
+)
+async def test_hostile_pdfs_fail_with_a_reason(make, code: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(BadRequest) as info:
+        await extract_pdf(make())
+    assert info.value.code == code
+    assert info.value.message
+
+
+async def test_memory_limit_stops_a_pdf_that_needs_too_much() -> None:
+    hungry = pdfs.decompression_bomb_pdf(64 << 20)  # under pypdf's own cap, over our limit
+    limits = ExtractionLimits(memory_bytes=150 << 20)
+    with pytest.raises(BadRequest) as info:
+        await extract_pdf(hungry, limits)
+    assert info.value.code == "pdf_too_complex"
+    assert "memory" in info.value.message
+    assert len(await extract_pdf(pdfs.study_pdf(), limits)) == 5  # the limit leaves room for real work
+
+
+async def test_cpu_limit_stops_a_slow_pdf() -> None:
+    slow = pdfs.decompression_bomb_pdf(64 << 20)  # ~12 s of content-stream parsing
+    with pytest.raises(BadRequest) as info:
+        await extract_pdf(slow, ExtractionLimits(cpu_seconds=1))
+    assert info.value.code == "pdf_too_complex"
+    assert "CPU" in info.value.message
+
+
+async def test_wall_time_limit() -> None:
+    with pytest.raises(BadRequest) as info:
+        await extract_pdf(pdfs.study_pdf(), ExtractionLimits(wall_seconds=0.01))
+    assert info.value.code == "extraction_timeout"
+
+
+async def test_page_count_limit() -> None:
+    with pytest.raises(BadRequest) as info:
+        await extract_pdf(pdfs.many_pages_pdf(300), ExtractionLimits(max_pages=200))
+    assert info.value.code == "pdf_too_complex"
+    assert len(await extract_pdf(pdfs.many_pages_pdf(20))) == 20
+
+
+async def test_a_pdf_without_text_is_no_text() -> None:
+    with pytest.raises(BadRequest) as info:
+        await extract_pages(pdfs.simple_pdf(["", ""]), FileKind.PDF)
+    assert info.value.code == "no_text"
+
+
+# ------------------------------------------------------------------ cleaning, pure
+
+
+BODY = ["Entropy always grows.", "Heat flows downhill.", "Work is path dependent.", "Gases expand.", "Ice melts.", "Stars burn."]
+
+
+def test_running_lines_tolerate_page_numbers_and_keep_body_lines() -> None:
+    pages = [
+        ["Chapter 3 · Thermodynamics", BODY[n], "A line repeated in the body.", BODY[n - 1], f"— {n + 1} —"]
+        for n in range(6)
+    ]
+    pages[0][1:1] = ["Section 3.1"]  # an edge line on only two pages is not running
+    pages[3][1:1] = ["Section 3.1"]
+    cleaned = remove_running_lines(pages)
+    assert cleaned[0] == ["Section 3.1", BODY[0], "A line repeated in the body.", BODY[-1]]
+    assert cleaned[1] == [BODY[1], "A line repeated in the body.", BODY[0]]
+
+
+def test_a_single_page_keeps_everything() -> None:
+    assert remove_running_lines([["Title", "Body", "1"]]) == [["Title", "Body", "1"]]
+
+
+def test_rejoin_hyphenation_wraps_bullets_and_paragraphs() -> None:
+    lines = [
+        "Catalysts lower the activation energy of a reaction, so that enzy-",
+        "mes speed up metabolism without being consumed in the process at",
+        "all. Their effect is large.",
+        "• first point",
+        "• second point",
+        "A soft\u00ad",
+        "hyphen joins too, and wrapping continues on the following line of",
+        "text.",
+    ]
+    text = rejoin_lines(lines)
+    assert "so that enzymes speed up" in text
+    assert "process at all." in text
+    assert text.split("\n\n") == [
+        "Catalysts lower the activation energy of a reaction, so that enzymes speed up metabolism without being consumed in the process at all. Their effect is large.",
+        "• first point",
+        "• second point",
+        "A softhyphen joins too, and wrapping continues on the following line of text.",
+    ]
+
+
+@given(st.lists(st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1, max_size=60).map(str.strip).filter(lambda s: s and not s.endswith(("-", "\u00ad"))), max_size=30))
+def test_rejoin_keeps_every_word_in_order(lines: list[str]) -> None:
+    words = [w for line in lines for w in line.split()]
+    assert rejoin_lines(lines).split() == words
+
+
+@given(st.lists(st.lists(st.sampled_from(["Header", "page 1", "page 2", "Body", "Text 7", "x"]), max_size=6), max_size=8))
+def test_running_line_removal_only_trims_page_edges(pages: list[list[str]]) -> None:
+    for before, after in zip(pages, remove_running_lines(pages), strict=True):
+        assert any(
+            before[start : len(before) - cut] == after for start in range(3) for cut in range(3)
+        )
+
+
+# ------------------------------------------------------------------ text, Markdown, CSV
+
+
+def test_markdown_is_one_page_with_normalised_newlines() -> None:
+    data = "# Título\r\n\r\n\r\n\r\nLes **élèves** — 学生.   \r\n- item\r\n".encode()
+    assert text_pages(data, FileKind.MARKDOWN) == [Page(1, "# Título\n\nLes **élèves** — 学生.\n- item")]
+
+
+def test_csv_rows_become_labelled_lines() -> None:
+    data = b"\xef\xbb\xbfname;formula;mass\nwater;H2O;18.015\nethanol;C2H6O;\n"
+    assert text_pages(data, FileKind.CSV) == [
+        Page(1, "Row 2: name: water; formula: H2O; mass: 18.015\nRow 3: name: ethanol; formula: C2H6O")
+    ]
+
+
+async def test_text_errors_are_typed() -> None:
+    with pytest.raises(BadRequest) as info:
+        await extract_pages(b"caf\xe9", FileKind.TEXT)
+    assert info.value.code == "not_utf8"
+    with pytest.raises(BadRequest) as info:
+        await extract_pages(b"  \n\n ", FileKind.TEXT)
+    assert info.value.code == "no_text"
