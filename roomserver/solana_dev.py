@@ -25,7 +25,7 @@ from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
 from solders.system_program import CreateAccountParams, create_account
-from solders.transaction import Transaction
+from solders.transaction import VersionedTransaction
 from spl.token import instructions as spl
 from spl.token import models as splm
 from spl.token.models import AuthorityType
@@ -47,7 +47,8 @@ async def send(client: AsyncClient, payer: Keypair, instructions: Sequence[Instr
     """Sign with payer + signers, send with preflight, wait for `confirmed`; the signature."""
     blockhash = (await client.get_latest_blockhash(Confirmed)).value.blockhash
     all_signers = [payer, *[s for s in signers if s.pubkey() != payer.pubkey()]]
-    tx = Transaction(all_signers, Message(list(instructions), payer.pubkey()), blockhash)
+    message = Message.new_with_blockhash(list(instructions), payer.pubkey(), blockhash)
+    tx = VersionedTransaction(message, all_signers)
     opts = TxOpts(skip_confirmation=False, preflight_commitment=Confirmed)
     return str((await client.send_transaction(tx, opts=opts)).value)
 

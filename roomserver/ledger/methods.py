@@ -275,6 +275,7 @@ class Methods:
         tx, config = self._decode_tx(params)
         signature = str(tx.signatures[0])
         preflight = not config.get("skipPreflight", False)
+        failure: TxOutcome | None
         if str(tx.message.recent_blockhash) not in self.ledger.blockhashes:
             failure = TxOutcome(signature, "BlockhashNotFound", [], 0)
         elif signature in self.ledger.statuses:
@@ -283,9 +284,9 @@ class Methods:
             failure = self.ledger.simulate(tx) if preflight else None
             if failure is None or failure.err is None:
                 return self.ledger.send(tx).signature
-        if preflight:
+        if preflight and failure is not None:
             raise self._preflight_error(failure)
-        return signature
+        return signature  # without preflight a refused transaction is dropped, as a node does
 
     def simulate_transaction(self, params: list[Any]) -> Any:
         tx, _ = self._decode_tx(params)
@@ -299,7 +300,7 @@ class Methods:
         signatures = _param(params, 0, list)
         if len(signatures) > 256:
             raise invalid_params("at most 256 signatures per request")
-        values = []
+        values: list[dict[str, Any] | None] = []
         for sig in signatures:
             status = self.ledger.statuses.get(sig) if isinstance(sig, str) else None
             if status is None:

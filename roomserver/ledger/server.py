@@ -117,8 +117,7 @@ def serve(host: str, port: int, data_dir: Path | None, *, dev: bool = False) -> 
     """Run until interrupted; the log is flushed and closed on the way out."""
     ledger = Ledger(data_dir)
     server = LedgerServer((host, port), Methods(ledger, dev=dev))
-    bound = server.server_address
-    print(f"ledger listening on http://{bound[0]}:{bound[1]} (slot {ledger.slot})", flush=True)
+    print(f"ledger listening on http://{host}:{server.server_address[1]} (slot {ledger.slot})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -148,13 +148,20 @@ class Ledger:
         return TxOutcome(signature, err, meta.logs(), meta.compute_units_consumed())
 
     def _replay(self, path: Path) -> None:
-        with path.open(encoding="utf-8") as log:
-            lines = log.read().splitlines()
+        """Apply every logged change; a torn last line (a crash mid-write) is cut off."""
+        raw = path.read_bytes()
+        lines = raw.split(b"\n")
+        good = 0
         for number, line in enumerate(lines):
+            if not line:
+                continue
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines) - 1:  # a write cut short by a crash
-                    break
+            except ValueError:
+                if number == len(lines) - 1:
+                    with path.open("r+b") as log:
+                        log.truncate(good)
+                    return
                 raise
             self._apply(entry)
+            good += len(line) + 1

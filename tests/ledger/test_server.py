@@ -50,7 +50,7 @@ async def test_unknown_method_gets_the_standard_error(ledger: LedgerProcess) -> 
     ],
 )
 async def test_bad_requests_get_typed_jsonrpc_errors(ledger: LedgerProcess, body: object, code: int) -> None:
-    response = await post(ledger.url, body if isinstance(body, bytes) else body)
+    response = await post(ledger.url, body)
     assert response.status_code == 200
     assert response.json()["error"]["code"] == code
 
@@ -170,3 +170,21 @@ async def test_restart_keeps_every_account(tmp_path: Path) -> None:
             await dev.mint_to(client, payer, mint, Keypair().pubkey(), 1)
     finally:
         await asyncio.to_thread(second.stop)
+
+
+def test_replay_survives_a_torn_last_line(tmp_path: Path) -> None:
+    from roomserver.ledger.state import LOG_NAME, Ledger
+
+    wallet = Keypair().pubkey()
+    first = Ledger(tmp_path)
+    first.airdrop(wallet, 5_000_000)
+    first.close()
+    with (tmp_path / LOG_NAME).open("a") as log:
+        log.write('{"op":"airdrop","pubk')  # a crash mid-write
+    second = Ledger(tmp_path)
+    assert second.vm.get_balance(wallet) == 5_000_000
+    second.airdrop(wallet, 1)
+    second.close()
+    third = Ledger(tmp_path)
+    assert third.vm.get_balance(wallet) == 5_000_001
+    third.close()
