@@ -18,8 +18,17 @@ from starlette.responses import Response
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
 from roomserver.api.http import Endpoint, read_body, read_query, reply
-from roomserver.rooms import (Ban, Invitation, Participant, Room, RoomChanges, RoomDraft,
-                              RoomFilter, RoomPage, RoomService)
+from roomserver.rooms import (
+    Ban,
+    Invitation,
+    Participant,
+    Room,
+    RoomChanges,
+    RoomDraft,
+    RoomFilter,
+    RoomPage,
+    RoomService,
+)
 
 
 class CreateRoomRequest(RoomDraft):
