@@ -270,11 +270,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("mint")
     s.add_argument("wallet")
     s.add_argument("amount")
-    s = sub.add_parser("create-collection", help="create a Token-2022 NFT collection")
+    sub.add_parser("create-collection", help="create a Token-2022 NFT collection")
     s = sub.add_parser("mint-nft", help="mint a Token-2022 NFT of a collection to a wallet")
     s.add_argument("collection")
     s.add_argument("wallet")
-    s = sub.choices["create-collection"]
     for name in ("create-collection", "mint-nft"):
         c = sub.choices[name]
         c.add_argument("--name", default="Study Pass")
