@@ -99,6 +99,10 @@ class MemoryPresence:
         return sorted(u for u, exp in self._typing.get(room_id, {}).items() if exp > now)
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class RedisPresence:
     """Shared store in Redis; see the module docstring for the keys."""
 
@@ -114,7 +118,7 @@ class RedisPresence:
 
     async def _users(self, conns_key: str, now: float) -> set[str]:
         raw = await self._r.zrangebyscore(conns_key, f"({now}", "+inf")
-        return {entry.decode().split(SEP, 1)[0] for entry in raw}
+        return {_text(entry).split(SEP, 1)[0] for entry in raw}
 
     async def add(self, room_id: str, user_id: str, node_id: str, info: Info) -> bool:
         conns, infos, _ = self._keys(room_id)
@@ -169,7 +173,7 @@ class RedisPresence:
     async def typing(self, room_id: str) -> list[str]:
         _, _, key = self._keys(room_id)
         raw = await self._r.zrangebyscore(key, f"({time.time()}", "+inf")
-        return sorted(u.decode() for u in raw)
+        return sorted(_text(u) for u in raw)
 
 
 LeaveHandler = Callable[[str, str], Awaitable[None]]
