@@ -223,13 +223,17 @@ def encode_cursor(created_at: datetime, room_id: uuid.UUID) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position `encode_cursor` wrote; anything else is 400 `invalid_cursor`."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, room_id = orjson.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(room_id)
+        if isinstance(created, str) and isinstance(room_id, str):
+            when = datetime.fromisoformat(created)
+            if when.tzinfo is not None:
+                return when, uuid.UUID(room_id)
     except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
-        raise errors.BadRequest("the cursor is not one this server issued",
-                                code="invalid_cursor") from None
+        pass
+    raise errors.BadRequest("the cursor is not one this server issued", code="invalid_cursor")
 
 
 def gating_requirement(room: Room) -> str:
