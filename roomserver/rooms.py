@@ -342,7 +342,7 @@ class RoomService:
                     f"UPDATE study_rooms SET {sets}, updated_at = now() WHERE id = $1",
                     room_id, *fields.values())
                 await users.audit(conn, actor_id, "room.update", "room", room_id,
-                                  {k: v for k, v in fields.items()})
+                                  fields)
             return await self._fetch(conn, room_id, actor_id)
 
     async def close(self, room_id: uuid.UUID, actor_id: uuid.UUID) -> Room:
