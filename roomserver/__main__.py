@@ -30,10 +30,17 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default: PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (needs REDIS_URL and DATABASE_URL when > 1)")
     sub.add_parser("migrate", help="apply schema migrations to DATABASE_URL (or the embedded database)")
+    sub.add_parser("ledger", help="run the local Solana ledger (JSON-RPC over LiteSVM); --help for options",
+                   add_help=False)
+    sub.add_parser("solana", help="dev tooling against a ledger: airdrop, mints, NFT collections; --help",
+                   add_help=False)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("ledger", "solana"):
+        return _tool(argv[0], argv[1:])
     args = parser().parse_args(argv)
     settings = Settings.from_env()
     overrides = {k: v for k, v in (("host", getattr(args, "host", None)),
@@ -64,6 +71,16 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 ws_per_message_deflate=False, log_level=settings.log_level, proxy_headers=False)
     return 0
+
+
+def _tool(name: str, argv: list[str]) -> int:
+    if name == "ledger":
+        from roomserver.ledger.__main__ import main as ledger_main
+
+        return int(ledger_main(argv) or 0)
+    from roomserver.solana_dev import main as solana_main
+
+    return int(solana_main(argv) or 0)
 
 
 async def _migrate(settings: Settings) -> int:

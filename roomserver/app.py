@@ -8,6 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -21,9 +23,12 @@ from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.config import Settings
 from roomserver.db import create_pool
+from roomserver.gating import Gatekeeper, MemoryGateCache
+from roomserver.ledger.process import start_ledger
 from roomserver.migrations import migrate
 from roomserver.pgembed import EmbeddedPostgres
 from roomserver.ratelimit import RateLimiter
+from roomserver.room_gates import RoomGates
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
 from roomserver.state import AppState
@@ -76,13 +81,14 @@ async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
     if dsn:
         modes["database"] = "external PostgreSQL (DATABASE_URL)"
     else:
-        pg = EmbeddedPostgres(settings.data_dir / "postgres")
+        pg = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
         dsn = pg.start()
         stack.callback(pg.stop)
         modes["database"] = f"embedded PostgreSQL + pgvector on 127.0.0.1:{pg.port} ({pg.pgdata})"
     await migrate(dsn)
     pool = await create_pool(dsn)
     stack.push_async_callback(pool.close)
+    rpc, rpc_url = await open_solana(settings, stack, modes)
 
     per_second = settings.rate_limit_per_minute / 60
     state = AppState(
@@ -93,14 +99,39 @@ async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
         ip_limiter=RateLimiter(rate=per_second * 4, burst=max(40, settings.rate_limit_per_minute)),
         modes=modes,
     )
-    state.rooms = RoomService(pool)
 
     async def database_health() -> dict[str, Any]:
         await pool.fetchval("SELECT 1")
         return {"ok": True, "detail": {"pool_size": pool.get_size()}}
 
     state.health_checks["database"] = database_health
+    state.gatekeeper = Gatekeeper(rpc, MemoryGateCache())
+    gates = RoomGates(state.gatekeeper)
+    state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate)
+
+    async def solana_health() -> dict[str, Any]:
+        healthy = await rpc.is_connected()
+        state.gatekeeper.rpc_healthy = healthy
+        return {"ok": healthy, "detail": {"url": rpc_url}}
+
+    state.health_checks["solana"] = solana_health
     return state
+
+
+async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> tuple[AsyncClient, str]:
+    """The RPC client: SOLANA_RPC_URL, or a local ledger started (and stopped) with the app."""
+    url = settings.solana_rpc_url
+    if url:
+        modes["solana"] = f"RPC at {url} (chain {settings.solana_chain_id})"
+    else:
+        ledger_dir = settings.data_dir.resolve() / "ledger"
+        ledger = start_ledger(ledger_dir)
+        stack.callback(ledger.stop)
+        url = ledger.url
+        modes["solana"] = f"local ledger (LiteSVM) at {url}, state in {ledger_dir}"
+    client = AsyncClient(url, commitment=Confirmed, timeout=10)
+    stack.push_async_callback(client.close)
+    return client, url
 
 
 async def _typed_error(request: Request, exc: Exception) -> Response:

@@ -63,11 +63,11 @@ class SignIn:
         key = siws.decode_public_key(public_key)
         signed = siws.decode_message(message)
         sig = siws.decode_signature(signature)
-        nonce = siws.extract_nonce(signed)
         now = datetime.now(timezone.utc)
         expected = siws.Expected(domain=self._settings.domain, uri_origin=self._settings.origin,
-                                 chain_id=self._settings.solana_chain_id, nonce=nonce, now=now)
+                                 chain_id=self._settings.solana_chain_id, nonce=None, now=now)
         fields = siws.verify(signed, sig, key, expected)
+        nonce = fields.nonce
         async with self._pool.acquire() as conn, conn.transaction():
             record = await conn.fetchrow(
                 "SELECT address, expires_at, consumed_at FROM siws_nonces WHERE nonce = $1 FOR UPDATE",

@@ -176,7 +176,7 @@ class Expected:
     domain: str
     uri_origin: str
     chain_id: str
-    nonce: str
+    nonce: str | None  # None: the caller checks the nonce against its own record
     now: datetime
     max_clock_skew: timedelta = timedelta(minutes=10)
     address: str | None = None
@@ -422,7 +422,7 @@ def _check_identity(inp: SignInInput, public_key: bytes, expected: Expected) -> 
         raise SiwsError("domain_mismatch", f"message URI {uri[:100]!r} is not this server")
     if _chain(chain_id) != _chain(expected.chain_id):
         raise SiwsError("chain_mismatch", f"message is for chain {chain_id!r}")
-    if inp.nonce != expected.nonce:
+    if expected.nonce is not None and inp.nonce != expected.nonce:
         raise SiwsError("nonce_unknown")
 
 

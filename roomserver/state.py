@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from roomserver.config import Settings
+from roomserver.gating import Gatekeeper
 from roomserver.ratelimit import RateLimiter
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
@@ -26,3 +27,4 @@ class AppState:
     modes: dict[str, str] = field(default_factory=dict)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     rooms: RoomService = field(init=False)
+    gatekeeper: Gatekeeper = field(init=False)
