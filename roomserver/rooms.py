@@ -472,6 +472,39 @@ class RoomService:
                    WHERE room_id = $1 AND user_id = $2""", room_id, user_id)
             await users.audit(conn, user_id, "room.leave", "room", room_id)
 
+    # -- gating re-checks (roomserver.recheck) ----------------------------------------------
+
+    async def open_gated_rooms(self) -> list[Room]:
+        """Every open token_gated / nft_gated room (seen by nobody: `my_role` is None)."""
+        rows = await self._pool.fetch(
+            f"""SELECT {_ROOM_COLUMNS} FROM study_rooms r
+                WHERE r.is_active AND r.room_type IN ('token_gated', 'nft_gated')""", uuid.UUID(int=0))
+        return [_room(row) for row in rows]
+
+    async def gate_subjects(self, room_id: uuid.UUID,
+                            user_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, Role | None]]:
+        """For each existing user of `user_ids`: their wallet and their current role in the
+        room (None when not a member)."""
+        rows = await self._pool.fetch(
+            """SELECT u.id, u.wallet_address, p.role FROM users u
+               LEFT JOIN room_participants p ON p.room_id = $1 AND p.user_id = u.id AND p.is_member
+               WHERE u.id = ANY($2::uuid[])""", room_id, user_ids)
+        return {row["id"]: (row["wallet_address"], row["role"]) for row in rows}
+
+    async def remove_unqualified(self, room_id: uuid.UUID, user_id: uuid.UUID, code: str,
+                                 message: str) -> bool:
+        """End a member's membership because gating no longer admits them (never the owner's);
+        False if they were not a (non-owner) member. Audited as `room.gate_removed`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            removed = await conn.fetchval(
+                """UPDATE room_participants SET is_member = false, role = 'member', left_at = now()
+                   WHERE room_id = $1 AND user_id = $2 AND is_member AND role <> 'owner'
+                   RETURNING 1""", room_id, user_id)
+            if removed is not None:
+                await users.audit(conn, None, "room.gate_removed", "room", room_id,
+                                  {"user_id": str(user_id), "code": code, "message": message})
+            return removed is not None
+
     async def participants(self, room_id: uuid.UUID, viewer_id: uuid.UUID) -> list[Participant]:
         """Current members, oldest first; for a private room only members may look."""
         room = await self.get(room_id, viewer_id)

@@ -1,0 +1,163 @@
+"""Gated rooms stay correct while people are connected: members are re-verified on an interval.
+
+Every `interval` seconds a `Rechecker` takes each open gated room that has sockets in THIS
+process (the hub's local members; other nodes run their own), and asks the gatekeeper about
+every connected user except the room's owner with `use_cache=False` (a fresh read at
+commitment `confirmed`; the fresh decision also replaces the cached one, so a removed member
+who reconnects is refused at once). A user the gate now refuses is removed:
+
+1. their membership row is marked left (`RoomService.remove_unqualified`, audited);
+2. their local sockets in the room are closed with `CloseCode.NO_LONGER_QUALIFIES` (4106,
+   do not reconnect);
+3. a `user_left` event with `reason` "no_longer_qualifies" is published on the room's
+   presence channel, so every node's members see it (only by the node that ended the
+   membership: a node that finds it already ended just closes its own sockets).
+
+Fail safe for members: if the RPC cannot be reached (`Unavailable`), the pass stops and
+nobody is removed; the gatekeeper's `rpc_healthy` (shown by /health) is already false and
+`stats.unavailable` counts the abandoned passes. New joins meanwhile fail closed (503
+`gating_unavailable`) in the join path, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from roomserver import protocol
+from roomserver.broker import room_presence
+from roomserver.errors import CloseCode, RoomserverError, Unavailable
+from roomserver.gating import Decision, Gate, Gatekeeper
+from roomserver.hub import Connection
+from roomserver.room_gates import room_gate
+from roomserver.rooms import Room, RoomService
+
+log = logging.getLogger(__name__)
+
+REASON = "no_longer_qualifies"
+
+
+class LocalMembers(Protocol):
+    """What the rechecker needs of the hub: this process's sockets per room."""
+
+    def members(self, room_id: str) -> list[Connection]: ...
+    async def disconnect(self, conn: Connection, code: int, reason: str) -> None: ...
+
+
+class Publisher(Protocol):
+    async def publish(self, channel: str, data: bytes | str) -> None: ...
+
+
+@dataclass
+class RecheckStats:
+    passes: int = 0  # completed passes
+    checked: int = 0  # gate checks asked
+    removed: int = 0  # memberships this node ended
+    unavailable: int = 0  # passes abandoned because the RPC could not be reached
+    failures: int = 0  # passes that failed for another reason (logged)
+
+
+class Rechecker:
+    def __init__(self, hub: LocalMembers, rooms: RoomService, gatekeeper: Gatekeeper,
+                 broker: Publisher, *, interval: float = 60.0, concurrency: int = 8):
+        if interval <= 0:
+            raise ValueError("the re-check interval must be positive")
+        self.hub, self.rooms, self.gatekeeper, self.broker = hub, rooms, gatekeeper, broker
+        self.interval = interval
+        self.stats = RecheckStats()
+        self._limit = asyncio.Semaphore(concurrency)
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="gate-rechecker")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once()
+            except Exception:
+                self.stats.failures += 1
+                log.exception("gate re-check pass failed")
+
+    async def run_once(self) -> int:
+        """One pass over the local members of every open gated room; how many were removed.
+        Stops without removing anyone further when the RPC cannot be reached."""
+        removed = 0
+        try:
+            for room in await self.rooms.open_gated_rooms():
+                if self.hub.members(str(room.id)):
+                    removed += await self.recheck_room(room)
+        except Unavailable as exc:
+            self.stats.unavailable += 1
+            log.warning("gate re-check skipped, nobody removed: %s (%s)", exc.message, exc.details)
+            return removed
+        self.stats.passes += 1
+        return removed
+
+    async def recheck_room(self, room: Room) -> int:
+        """Re-verify the room's local members; raises Unavailable (before removing anyone)
+        when any check cannot reach the RPC."""
+        gate = room_gate(room)
+        conns = self.hub.members(str(room.id))
+        user_ids = sorted({uid for uid in (_uuid(c.user_id) for c in conns) if uid is not None})
+        if gate is None or not user_ids:
+            return 0
+        subjects = await self.rooms.gate_subjects(room.id, user_ids)
+        to_check = [(uid, wallet) for uid, (wallet, role) in subjects.items() if role != "owner"]
+        answers = await asyncio.gather(*(self._check(wallet, gate) for _, wallet in to_check),
+                                       return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, Unavailable) or not isinstance(answer, (Decision, RoomserverError)):
+                raise answer
+        removed = 0
+        for (uid, _), answer in zip(to_check, answers, strict=True):
+            if isinstance(answer, RoomserverError):  # e.g. a stored gate that is no longer valid
+                log.warning("room %s: %s cannot be checked for %s: %s", room.id, gate, uid, answer.message)
+            elif isinstance(answer, Decision) and not answer.allowed:
+                removed += await self._remove(room, uid, answer, conns)
+        return removed
+
+    async def _check(self, wallet: str, gate: Gate) -> Decision:
+        async with self._limit:
+            self.stats.checked += 1
+            return await self.gatekeeper.check(wallet, gate, use_cache=False)
+
+    async def _remove(self, room: Room, user_id: uuid.UUID, decision: Decision,
+                      conns: Sequence[Connection]) -> int:
+        code = decision.code or REASON
+        ended = await self.rooms.remove_unqualified(room.id, user_id, code, decision.message)
+        mine = [c for c in conns if c.user_id == str(user_id)]
+        log.info("room %s: user %s no longer qualifies (%s); closing %d local socket(s)",
+                 room.id, user_id, code, len(mine))
+        await asyncio.gather(*(self.hub.disconnect(c, CloseCode.NO_LONGER_QUALIFIES, f"{REASON}: {code}")
+                               for c in mine))
+        if not ended:
+            return 0
+        self.stats.removed += 1
+        event = protocol.encode(protocol.UserLeft(room_id=str(room.id), user_id=str(user_id), reason=REASON))
+        try:
+            await self.broker.publish(room_presence(str(room.id)), event)
+        except RoomserverError:
+            log.warning("room %s: user_left for %s not published (broker down)", room.id, user_id)
+        return 1
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None

@@ -1,0 +1,167 @@
+"""Gated members re-verified while connected: a real Hub + MemoryBroker, the real ledger over
+HTTP through the real solana client, RoomService on real PostgreSQL; sockets are recording outlets."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import asyncpg
+import orjson
+import pytest
+from solana.rpc.async_api import AsyncClient
+from solders.keypair import Keypair
+
+from roomserver import errors, users
+from roomserver import solana_dev as dev
+from roomserver.broker import MemoryBroker
+from roomserver.db import create_pool
+from roomserver.errors import CloseCode
+from roomserver.gating import Gatekeeper, MemoryGateCache
+from roomserver.hub import Connection, Hub
+from roomserver.ledger.process import free_port
+from roomserver.recheck import Rechecker
+from roomserver.room_gates import RoomGates
+from roomserver.rooms import RoomDraft, RoomService
+from tests.ledger.fixtures import ledger, payer, rpc
+from tests.test_hub import Outlet, wait_until
+
+__all__ = ["ledger", "payer", "rpc"]
+
+
+@pytest.fixture(scope="module")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def keeper(rpc: AsyncClient) -> Gatekeeper:
+    return Gatekeeper(rpc, MemoryGateCache(), ttl_seconds=30)
+
+
+@pytest.fixture
+def rooms(pool: asyncpg.Pool, keeper: Gatekeeper) -> RoomService:
+    gates = RoomGates(keeper)
+    return RoomService(pool, gate=gates.check_join, gate_validator=gates.validate)
+
+
+@pytest.fixture
+async def hub() -> AsyncIterator[tuple[Hub, MemoryBroker]]:
+    async def no_history(room_id: str, after: int, up_to: int) -> list[tuple[int, str]]:
+        return []
+
+    async def seq_zero(room_id: str) -> int:
+        return 0
+
+    broker = MemoryBroker()
+    hub = Hub(broker, fetch_range=no_history, current_seq=seq_zero)
+    yield hub, broker
+    await hub.close()
+
+
+async def user(pool: asyncpg.Pool, wallet: Keypair) -> uuid.UUID:
+    async with pool.acquire() as conn:
+        row, _ = await users.upsert_by_wallet(conn, str(wallet.pubkey()))
+    return row.id
+
+
+async def connect(hub: Hub, room_id: uuid.UUID, user_id: uuid.UUID) -> Outlet:
+    outlet = Outlet()
+    await hub.join(Connection(outlet, str(room_id), str(user_id)))
+    return outlet
+
+
+def left_events(outlet: Outlet) -> list[dict[str, object]]:
+    return [e for e in map(orjson.loads, outlet.frames) if e["type"] == "user_left"]
+
+
+async def test_a_member_who_transfers_their_nft_away_is_removed_within_the_interval(
+    pool: asyncpg.Pool, rpc: AsyncClient, payer: Keypair, keeper: Gatekeeper, rooms: RoomService,
+    hub: tuple[Hub, MemoryBroker],
+) -> None:
+    the_hub, broker = hub
+    collection = await dev.create_collection(rpc, payer, "Study pass", "PASS", "u")
+    owner_key, seller_key, stayer_key, buyer_key = Keypair(), Keypair(), Keypair(), Keypair()
+    nft = await dev.mint_nft(rpc, payer, collection, seller_key.pubkey(), "Pass #1", "PASS", "u")
+    await dev.mint_nft(rpc, payer, collection, stayer_key.pubkey(), "Pass #2", "PASS", "u")
+    owner, seller, stayer, buyer = [await user(pool, k) for k in (owner_key, seller_key, stayer_key, buyer_key)]
+    room = await rooms.create(owner, RoomDraft(name="Pass holders", room_type="nft_gated",
+                                               access_nft_collection=str(collection)))
+    await rooms.admit(seller, str(seller_key.pubkey()), room.id)
+    await rooms.admit(stayer, str(stayer_key.pubkey()), room.id)
+    owner_socket = await connect(the_hub, room.id, owner)  # the owner holds no pass: exempt
+    seller_tabs = [await connect(the_hub, room.id, seller) for _ in range(2)]
+    stayer_socket = await connect(the_hub, room.id, stayer)
+
+    interval = 0.3
+    rechecker = Rechecker(the_hub, rooms, keeper, broker, interval=interval)
+    rechecker.start()
+    try:
+        await wait_until(lambda: rechecker.stats.passes >= 2)
+        assert rechecker.stats.removed == 0 and all(t.closed is None for t in seller_tabs)
+
+        await dev.transfer(rpc, seller_key, nft, buyer_key.pubkey(), 1, payer)
+        moved = time.monotonic()
+        await wait_until(lambda: all(t.closed is not None for t in seller_tabs), timeout=10)
+        assert time.monotonic() - moved < interval + 2.0, "removed within the re-check interval"
+    finally:
+        await rechecker.close()
+
+    for tab in seller_tabs:
+        assert tab.closed == (CloseCode.NO_LONGER_QUALIFIES, "no_longer_qualifies: not_in_collection")
+    assert not CloseCode(tab.closed[0]).should_reconnect
+    for outlet in (owner_socket, stayer_socket):
+        assert outlet.closed is None
+        assert left_events(outlet) == [{"type": "user_left", "room_id": str(room.id),
+                                        "user_id": str(seller), "reason": "no_longer_qualifies"}]
+    assert {c.user_id for c in the_hub.members(str(room.id))} == {str(owner), str(stayer)}
+    assert rechecker.stats.removed == 1
+    assert await rooms.membership(room.id, seller) is None
+    assert (await rooms.membership(room.id, stayer)) is not None
+    audit = await pool.fetchrow("SELECT action, data FROM audit_log WHERE target_id = $1 "
+                                "AND action = 'room.gate_removed'", str(room.id))
+    assert audit is not None and audit["data"]["user_id"] == str(seller)
+
+    with pytest.raises(errors.Forbidden) as refused:  # reconnecting: refused at once
+        await rooms.admit(seller, str(seller_key.pubkey()), room.id)
+    assert refused.value.code == "not_in_collection"
+    joined = await rooms.admit(buyer, str(buyer_key.pubkey()), room.id)
+    assert joined.role == "member"
+
+
+async def test_with_the_ledger_unreachable_nobody_is_removed(
+    pool: asyncpg.Pool, rpc: AsyncClient, payer: Keypair, keeper: Gatekeeper, rooms: RoomService,
+    hub: tuple[Hub, MemoryBroker],
+) -> None:
+    the_hub, broker = hub
+    mint = await dev.create_mint(rpc, payer, 2)
+    owner_key, holder_key = Keypair(), Keypair()
+    await dev.mint_to(rpc, payer, mint, holder_key.pubkey(), 100_00)
+    owner, holder = await user(pool, owner_key), await user(pool, holder_key)
+    room = await rooms.create(owner, RoomDraft(name="Hundred club", room_type="token_gated",
+                                               access_token_mint=str(mint), min_token_amount=Decimal(100)))
+    await rooms.admit(holder, str(holder_key.pubkey()), room.id)
+    socket = await connect(the_hub, room.id, holder)
+    await dev.transfer(rpc, holder_key, mint, owner_key.pubkey(), 1, payer)  # now one hundredth short
+
+    async with AsyncClient(f"http://127.0.0.1:{free_port()}") as dead:
+        down = Gatekeeper(dead, MemoryGateCache(), timeout_seconds=5)
+        blind = Rechecker(the_hub, rooms, down, broker, interval=60)
+        assert await blind.run_once() == 0
+        assert (blind.stats.unavailable, blind.stats.passes) == (1, 0)
+        assert down.rpc_healthy is False
+        assert socket.closed is None and await rooms.membership(room.id, holder) is not None
+        with pytest.raises(errors.Unavailable) as refused:  # new joins fail closed
+            gates = RoomGates(down)
+            await RoomService(pool, gate=gates.check_join).admit(
+                await user(pool, Keypair()), str(Keypair().pubkey()), room.id)
+        assert refused.value.code == "gating_unavailable"
+
+    # the same pass with the ledger reachable does remove them: the above was not vacuous
+    assert await Rechecker(the_hub, rooms, keeper, broker, interval=60).run_once() == 1
+    assert socket.closed == (CloseCode.NO_LONGER_QUALIFIES, "no_longer_qualifies: insufficient_holdings")
+    assert await rooms.membership(room.id, holder) is None
