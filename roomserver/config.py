@@ -35,6 +35,7 @@ SETTINGS: dict[str, Setting] = {
     "host": Setting("HOST", "127.0.0.1", "address serve binds to"),
     "port": Setting("PORT", "8000", "port serve binds to"),
     "rate_limit_per_minute": Setting("RATE_LIMIT_PER_MINUTE", "600", "authenticated REST requests per minute, per user and per IP"),
+    "gate_recheck_seconds": Setting("GATE_RECHECK_SECONDS", "60", "how often members of token/NFT-gated rooms connected to a node are re-verified on chain"),
     "log_level": Setting("LOG_LEVEL", "info", "logging level"),
 }
 
@@ -58,6 +59,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit_per_minute: int = 600
+    gate_recheck_seconds: int = 60
     log_level: str = "info"
 
     @classmethod
