@@ -1,0 +1,535 @@
+"""The document library: uploads, details, downloads, tags, deletion, sharing, permissions.
+
+Who may do what with a document (never revealing a document to someone who may not read it:
+those get 404 `document_not_found`, exactly as for an unknown id):
+- read (details, download, highlights): the owner, anyone when it is public, a user it is
+  shared to, a current (not banned) member of a room it is shared to; expired shares count
+  for nothing. Deleted documents are gone for everyone.
+- change title/tags/is_public, delete: the owner only (403 `not_owner` for other readers).
+- share/revoke: the owner, or a holder of an `admin` permission; sharing to a room also
+  requires being a current member of that room (403 `not_member`).
+
+Upload: the type comes from the bytes (sniff.py); the same content uploaded again by the
+same owner returns the existing document and its latest job (`duplicate: true`).
+Deletion is soft: the row stays (status `deleted`) for the audit trail, its chunks, page
+texts and shares go at once, and its blob stays (blobs are content-addressed and shared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, Literal
+
+import asyncpg
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from roomserver import errors, users
+from roomserver.blobstore import BlobStore
+from roomserver.embeddings import Embedder
+from roomserver.search import Params, Scope, search, user_may_read
+from roomserver.sniff import SNIFF_BYTES, sanitize_filename, sniff
+
+Permission = Literal["read", "write", "admin"]
+Access = Literal["owner", "admin", "write", "read"]
+OnShared = Callable[[uuid.UUID, dict[str, Any], uuid.UUID], Awaitable[None]]
+Membership = Callable[[uuid.UUID, uuid.UUID], Awaitable[object | None]]
+HASH_CHUNK = 1 << 20
+MAX_TAGS = 20
+TAG = re.compile(r"^[\w][\w .+#-]{0,31}$")
+MAX_SEARCH_OFFSET = 200
+
+
+async def no_on_shared(room_id: uuid.UUID, document: dict[str, Any], actor_id: uuid.UUID) -> None:
+    return None
+
+
+def clean_tags(tags: Sequence[str]) -> list[str]:
+    """Lower-case, trimmed, de-duplicated tags in order; ValueError for a bad one."""
+    seen: dict[str, None] = {}
+    for raw in tags:
+        tag = re.sub(r"\s+", " ", raw.strip().lower())
+        if not TAG.match(tag):
+            raise ValueError(f"invalid tag {raw[:40]!r}: 1-32 letters, digits, spaces or . + # - _")
+        seen[tag] = None
+    if len(seen) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags")
+    return list(seen)
+
+
+class Document(BaseModel):
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    title: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    content_hash: str
+    blob_cid: str
+    page_count: int | None
+    is_public: bool
+    tags: list[str]
+    status: str
+    download_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Job(BaseModel):
+    id: uuid.UUID
+    document_id: uuid.UUID
+    status: str
+    progress: float
+    reason: str | None = Field(description="failure code when status is failed")
+    message: str | None = Field(description="human-readable failure")
+    attempts: int
+    chunk_count: int | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+class Share(BaseModel):
+    id: uuid.UUID
+    document_id: uuid.UUID
+    user_id: uuid.UUID | None
+    room_id: uuid.UUID | None
+    permission: Permission
+    granted_by: uuid.UUID
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class DocumentChanges(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    title: str | None = Field(None, min_length=1, max_length=300)
+    tags: list[str] | None = Field(None, max_length=MAX_TAGS)
+    is_public: bool | None = None
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else clean_tags(value)
+
+    @model_validator(mode="after")
+    def _something(self) -> DocumentChanges:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of title, tags, is_public")
+        for name in self.model_fields_set:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+class ShareTarget(BaseModel):
+    """Exactly one of `user_id` or `room_id`."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: uuid.UUID | None = None
+    room_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ShareTarget:
+        if (self.user_id is None) == (self.room_id is None):
+            raise ValueError("give exactly one of user_id or room_id")
+        return self
+
+
+class ShareRequest(ShareTarget):
+    permission: Permission = "read"
+    expires_at: datetime | None = Field(None, description="ISO 8601 with a time zone; must be in the future")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("expires_at needs a time zone (e.g. ...Z)")
+        return value
+
+
+class LibraryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    q: str | None = Field(None, max_length=500, description="plain-language search; absent: list by recency")
+    room_id: uuid.UUID | None = Field(None, description="only documents shared to this room (you must be a member)")
+    tags: list[str] | None = Field(None, description="comma-separated or repeated; documents with every tag")
+    owner: Literal["me"] | None = None
+    cursor: str | None = Field(None, max_length=300)
+    limit: int = Field(20, ge=1, le=50)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            value = [part for item in value for part in str(item).split(",") if part.strip()]
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return clean_tags(value) if value else None
+
+
+class SearchResult(BaseModel):
+    chunk_id: uuid.UUID
+    document_id: uuid.UUID
+    title: str
+    text: str
+    page_start: int
+    page_end: int
+    score: float
+
+
+class LibraryPage(BaseModel):
+    """With `q`: `results` are passages (SearchResult). Without: documents (Document)."""
+
+    results: list[SearchResult] | list[Document]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Upload:
+    document: Document
+    job: Job
+    duplicate: bool
+
+
+_DOC = """d.id, d.owner_id, d.title, d.filename, d.content_type, d.size_bytes, d.content_hash,
+    d.blob_cid, d.page_count, d.is_public, d.tags, d.status, d.download_count, d.created_at,
+    d.updated_at"""
+_JOB = """j.id, j.document_id, j.status, j.progress, j.reason, j.error_message AS message,
+    j.attempts, j.chunk_count, j.created_at, j.updated_at, j.finished_at"""
+_RANK = {"read": 1, "write": 2, "admin": 3, "owner": 4}
+
+
+def not_found() -> errors.NotFound:
+    return errors.NotFound("no such document", code="document_not_found")
+
+
+class Library:
+    def __init__(self, pool: asyncpg.Pool, blobs: BlobStore, embedder: Embedder, *,
+                 membership: Membership, wake_ingest: Callable[[], None] = lambda: None,
+                 on_shared: OnShared = no_on_shared) -> None:
+        self._pool = pool
+        self._blobs = blobs
+        self._embedder = embedder
+        self._membership = membership
+        self._wake = wake_ingest
+        self.on_shared = on_shared
+
+    # -- upload -------------------------------------------------------------------------------
+
+    async def upload(self, owner_id: uuid.UUID, file: BinaryIO, filename: str | None, *,
+                     title: str | None = None, tags: Sequence[str] = (), is_public: bool = False) -> Upload:
+        """Store a file (a seekable binary file, e.g. a spooled temporary file) and queue its job."""
+        size, head, digest = await asyncio.to_thread(_measure, file)
+        if size == 0:
+            raise errors.BadRequest("the file is empty", code="empty_file")
+        kind = sniff(head, filename, complete=size <= len(head))
+        name = sanitize_filename(filename or "")
+        title = (title or "").strip() or _title_from(name)
+        if len(title) > 300:
+            raise errors.BadRequest("title is longer than 300 characters", code="validation_error")
+        tags = _tags_or_400(tags)
+        existing = await self._existing(owner_id, digest)
+        if existing is not None:
+            return existing
+        await asyncio.to_thread(file.seek, 0)
+        cid = await self._blobs.put_file(file, kind.content_type)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                doc = await conn.fetchrow(
+                    f"""INSERT INTO documents AS d (owner_id, title, filename, content_type, size_bytes,
+                            content_hash, blob_cid, is_public, tags)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {_DOC}""",
+                    owner_id, title, name, kind.content_type, size, digest, cid, is_public, tags)
+                job = await conn.fetchrow(
+                    f"INSERT INTO ingestion_jobs AS j (document_id) VALUES ($1) RETURNING {_JOB}", doc["id"])
+                await users.audit(conn, owner_id, "document.upload", "document", doc["id"],
+                                  {"content_hash": digest, "size_bytes": size, "filename": name})
+        except asyncpg.UniqueViolationError:
+            found = await self._existing(owner_id, digest)  # the same file, uploaded concurrently
+            if found is None:
+                raise
+            return found
+        self._wake()
+        return Upload(Document(**dict(doc)), Job(**dict(job)), duplicate=False)
+
+    async def _existing(self, owner_id: uuid.UUID, digest: str) -> Upload | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_DOC} FROM documents d WHERE owner_id = $1 AND content_hash = $2 AND deleted_at IS NULL",
+            owner_id, digest)
+        if row is None:
+            return None
+        return Upload(Document(**dict(row)), await self._latest_job(row["id"]), duplicate=True)
+
+    async def _latest_job(self, document_id: uuid.UUID) -> Job:
+        row = await self._pool.fetchrow(
+            f"SELECT {_JOB} FROM ingestion_jobs j WHERE document_id = $1 ORDER BY created_at DESC LIMIT 1",
+            document_id)
+        return Job(**dict(row))
+
+    async def job(self, job_id: uuid.UUID, user_id: uuid.UUID) -> Job:
+        """A job of a document the user owns; 404 `job_not_found` otherwise."""
+        row = await self._pool.fetchrow(
+            f"""SELECT {_JOB} FROM ingestion_jobs j JOIN documents d ON d.id = j.document_id
+                WHERE j.id = $1 AND d.owner_id = $2""", job_id, user_id)
+        if row is None:
+            raise errors.NotFound("no such ingestion job", code="job_not_found")
+        return Job(**dict(row))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get(self, document_id: uuid.UUID, user_id: uuid.UUID) -> Document:
+        doc, _ = await self.readable(document_id, user_id)
+        return doc
+
+    async def readable(self, document_id: uuid.UUID, user_id: uuid.UUID) -> tuple[Document, Access]:
+        """The document and the caller's access to it; 404 when they may not read it."""
+        params = Params(document_id, user_id)
+        row = await self._pool.fetchrow(
+            f"""SELECT {_DOC},
+                   CASE WHEN d.owner_id = $2 THEN 'owner' ELSE (
+                     SELECT p.permission FROM document_permissions p
+                     WHERE p.document_id = d.id AND (p.expires_at IS NULL OR p.expires_at > now())
+                       AND (p.user_id = $2 OR p.room_id IN (SELECT rp.room_id FROM room_participants rp
+                            WHERE rp.user_id = $2 AND rp.is_member AND NOT rp.is_banned))
+                     ORDER BY CASE p.permission WHEN 'admin' THEN 3 WHEN 'write' THEN 2 ELSE 1 END DESC
+                     LIMIT 1) END AS access
+                FROM documents d
+                WHERE d.id = $1 AND d.deleted_at IS NULL AND {user_may_read("$2")}""",
+            *params.values)
+        if row is None:
+            raise not_found()
+        data = dict(row)
+        access: Access = data.pop("access") or "read"
+        return Document(**data), access
+
+    async def download(self, document_id: uuid.UUID, user_id: uuid.UUID) -> Document:
+        """Count a download of a readable document and return it (the caller streams the blob)."""
+        doc = await self.get(document_id, user_id)
+        count = await self._pool.fetchval(
+            "UPDATE documents SET download_count = download_count + 1 WHERE id = $1 RETURNING download_count",
+            document_id)
+        return doc.model_copy(update={"download_count": count})
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self._blobs
+
+    async def list(self, user_id: uuid.UUID, query: LibraryQuery) -> LibraryPage:
+        if query.room_id is not None and await self._membership(query.room_id, user_id) is None:
+            raise errors.Forbidden("you are not a member of that room", code="not_member")
+        if query.q and query.q.strip():
+            return await self._search(user_id, query)
+        return await self._recent(user_id, query)
+
+    async def _search(self, user_id: uuid.UUID, query: LibraryQuery) -> LibraryPage:
+        offset = _decode_cursor(query.cursor, "offset") if query.cursor else 0
+        if not isinstance(offset, int) or not 0 <= offset <= MAX_SEARCH_OFFSET:
+            raise _bad_cursor()
+        document_ids = None
+        if query.owner == "me":
+            document_ids = [r["id"] for r in await self._pool.fetch(
+                "SELECT id FROM documents WHERE owner_id = $1 AND status = 'ready' AND deleted_at IS NULL",
+                user_id)]
+        scope = Scope(user_id=user_id, room_id=query.room_id)
+        hits = await search(self._pool, self._embedder, query.q or "", scope, limit=query.limit + 1,
+                            tags=query.tags, document_ids=document_ids, offset=offset)
+        more = len(hits) > query.limit and offset + query.limit < MAX_SEARCH_OFFSET
+        results = [SearchResult(**hit.__dict__) for hit in hits[: query.limit]]
+        cursor = _encode_cursor({"offset": offset + query.limit}) if more else None
+        return LibraryPage(results=results, next_cursor=cursor)
+
+    async def _recent(self, user_id: uuid.UUID, query: LibraryQuery) -> LibraryPage:
+        params = Params(user_id)
+        where = ["d.deleted_at IS NULL", user_may_read("$1"),
+                 "(d.status = 'ready' OR d.owner_id = $1)"]  # others' documents once ingested
+        if query.room_id is not None:
+            where.append(f"""EXISTS (SELECT 1 FROM document_permissions p WHERE p.document_id = d.id
+                AND p.room_id = {params.add(query.room_id)} AND (p.expires_at IS NULL OR p.expires_at > now()))""")
+        if query.tags:
+            where.append(f"d.tags @> {params.add(query.tags)}::text[]")
+        if query.owner == "me":
+            where.append("d.owner_id = $1")
+        if query.cursor:
+            created, last_id = _recent_cursor(query.cursor)
+            where.append(f"(d.created_at, d.id) < ({params.add(created)}, {params.add(last_id)})")
+        rows = await self._pool.fetch(
+            f"""SELECT {_DOC} FROM documents d WHERE {" AND ".join(where)}
+                ORDER BY d.created_at DESC, d.id DESC LIMIT {params.add(query.limit + 1)}""",
+            *params.values)
+        docs = [Document(**dict(row)) for row in rows[: query.limit]]
+        cursor = None
+        if len(rows) > query.limit:
+            cursor = _encode_cursor({"before": [docs[-1].created_at.isoformat(), str(docs[-1].id)]})
+        return LibraryPage(results=docs, next_cursor=cursor)
+
+    # -- owner's changes ----------------------------------------------------------------------
+
+    async def update(self, document_id: uuid.UUID, user_id: uuid.UUID, changes: DocumentChanges) -> Document:
+        await self._require_owner(document_id, user_id)
+        values = changes.model_dump(include=changes.model_fields_set)
+        params = Params(document_id)
+        sets = ", ".join(f"{name} = {params.add(value)}" for name, value in values.items())
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"UPDATE documents d SET {sets}, updated_at = now() WHERE id = $1 RETURNING {_DOC}",
+                *params.values)
+            await users.audit(conn, user_id, "document.update", "document", document_id, values)
+        return Document(**dict(row))
+
+    async def delete(self, document_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        await self._require_owner(document_id, user_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE documents SET status = 'deleted', deleted_at = now(), updated_at = now()
+                   WHERE id = $1""", document_id)
+            await conn.execute("DELETE FROM document_chunks WHERE document_id = $1", document_id)
+            await conn.execute("DELETE FROM document_pages WHERE document_id = $1", document_id)
+            await conn.execute("DELETE FROM document_permissions WHERE document_id = $1", document_id)
+            await conn.execute(
+                """UPDATE ingestion_jobs SET status = 'failed', reason = 'document_deleted',
+                       error_message = 'the document was deleted', lease_until = NULL,
+                       finished_at = now(), updated_at = now()
+                   WHERE document_id = $1 AND status NOT IN ('ready', 'failed')""", document_id)
+            await users.audit(conn, user_id, "document.delete", "document", document_id)
+
+    async def _require_owner(self, document_id: uuid.UUID, user_id: uuid.UUID) -> Document:
+        doc, access = await self.readable(document_id, user_id)
+        if access != "owner":
+            raise errors.Forbidden("only the document's owner can do that", code="not_owner")
+        return doc
+
+    # -- sharing ------------------------------------------------------------------------------
+
+    async def share(self, document_id: uuid.UUID, actor_id: uuid.UUID, request: ShareRequest) -> Share:
+        doc = await self._require_sharer(document_id, actor_id)
+        if request.expires_at is not None and request.expires_at <= datetime.now(UTC):
+            raise errors.BadRequest("expires_at is in the past", code="expires_in_past")
+        if request.room_id is not None:
+            await self._check_room(request.room_id, actor_id)
+        elif request.user_id == doc.owner_id:
+            raise errors.BadRequest("the owner already has every right", code="cannot_share_with_owner")
+        elif not await self._pool.fetchval("SELECT 1 FROM users WHERE id = $1", request.user_id):
+            raise errors.NotFound("no such user", code="user_not_found")
+        column = "room_id" if request.room_id is not None else "user_id"
+        target = request.room_id or request.user_id
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""INSERT INTO document_permissions (document_id, {column}, permission, granted_by, expires_at)
+                    VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (document_id, {column}) WHERE {column} IS NOT NULL
+                    DO UPDATE SET permission = EXCLUDED.permission, granted_by = EXCLUDED.granted_by,
+                        expires_at = EXCLUDED.expires_at, created_at = now()
+                    RETURNING *""",
+                document_id, target, request.permission, actor_id, request.expires_at)
+            await users.audit(conn, actor_id, "document.share", "document", document_id,
+                              {column: str(target), "permission": request.permission,
+                               "expires_at": request.expires_at.isoformat() if request.expires_at else None})
+        share = Share(**dict(row))
+        if request.room_id is not None:
+            await self.on_shared(request.room_id, shared_event(doc, share), actor_id)
+        return share
+
+    async def revoke(self, document_id: uuid.UUID, actor_id: uuid.UUID, target: ShareTarget) -> None:
+        await self._require_sharer(document_id, actor_id)
+        column = "room_id" if target.room_id is not None else "user_id"
+        async with self._pool.acquire() as conn, conn.transaction():
+            gone = await conn.fetchval(
+                f"DELETE FROM document_permissions WHERE document_id = $1 AND {column} = $2 RETURNING id",
+                document_id, target.room_id or target.user_id)
+            if gone is None:
+                raise errors.NotFound("the document is not shared with that target", code="share_not_found")
+            await users.audit(conn, actor_id, "document.revoke", "document", document_id,
+                              {column: str(target.room_id or target.user_id)})
+
+    async def shares(self, document_id: uuid.UUID, actor_id: uuid.UUID) -> list[Share]:
+        await self._require_sharer(document_id, actor_id)
+        rows = await self._pool.fetch(
+            "SELECT * FROM document_permissions WHERE document_id = $1 ORDER BY created_at, id", document_id)
+        return [Share(**dict(row)) for row in rows]
+
+    async def _require_sharer(self, document_id: uuid.UUID, actor_id: uuid.UUID) -> Document:
+        doc, access = await self.readable(document_id, actor_id)
+        if _RANK[access] < _RANK["admin"]:
+            raise errors.Forbidden("only the owner or an admin of the document can share it",
+                                   code="not_document_admin")
+        return doc
+
+    async def _check_room(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        if not await self._pool.fetchval("SELECT 1 FROM study_rooms WHERE id = $1", room_id):
+            raise errors.NotFound("no such room", code="room_not_found")
+        if await self._membership(room_id, user_id) is None:
+            raise errors.Forbidden("you are not a member of that room", code="not_member")
+
+
+def shared_event(doc: Document, share: Share) -> dict[str, Any]:
+    """The `document_shared` payload for `room:{id}:documents`."""
+    return {"document_id": str(doc.id), "title": doc.title, "content_type": doc.content_type,
+            "page_count": doc.page_count, "tags": doc.tags, "status": doc.status,
+            "permission": share.permission, "shared_by": str(share.granted_by),
+            "expires_at": share.expires_at.isoformat() if share.expires_at else None}
+
+
+def _measure(file: BinaryIO) -> tuple[int, bytes, str]:
+    """(size, first SNIFF_BYTES, sha256 hex) of a file, read in pieces from the start."""
+    file.seek(0)
+    head = file.read(SNIFF_BYTES)
+    hasher = hashlib.sha256(head)
+    size = len(head)
+    while piece := file.read(HASH_CHUNK):
+        hasher.update(piece)
+        size += len(piece)
+    return size, head, hasher.hexdigest()
+
+
+def _title_from(filename: str) -> str:
+    stem = filename.rsplit(".", 1)[0] if "." in filename.strip(".") else filename
+    return (stem.replace("_", " ").strip() or "Untitled")[:300]
+
+
+def _tags_or_400(tags: Sequence[str]) -> list[str]:
+    try:
+        return clean_tags([part for tag in tags for part in tag.split(",") if part.strip()])
+    except ValueError as err:
+        raise errors.BadRequest(str(err), code="validation_error") from None
+
+
+def _encode_cursor(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
+
+
+def _bad_cursor() -> errors.BadRequest:
+    return errors.BadRequest("the cursor is not one this server issued", code="invalid_cursor")
+
+
+def _decode_cursor(cursor: str, key: str) -> Any:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, orjson.JSONDecodeError):
+        raise _bad_cursor() from None
+    if not isinstance(data, dict) or key not in data:
+        raise _bad_cursor()
+    return data[key]
+
+
+def _recent_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    value = _decode_cursor(cursor, "before")
+    try:
+        created, last_id = value
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError
+        return when, uuid.UUID(last_id)
+    except (TypeError, ValueError):
+        raise _bad_cursor() from None
