@@ -22,7 +22,7 @@ DEFAULT_MAX_TOKENS = 200
 
 # A sentence ends at . ! ? … (plus closing quotes/brackets) before whitespace, unless a
 # lower-case letter follows ("e.g. the" does not end a sentence).
-SENTENCE_BREAK = re.compile(r"(?<=[.!?…])[\"'”’»)\]]*(\s+)(?=\S)")
+SENTENCE_BREAK = re.compile(r"(?<=[.!?…])[\"'”’»)\]]*(\s+)(?=\S)")  # noqa: RUF001
 PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
@@ -77,7 +77,9 @@ def chunk_pages(
     return chunks
 
 
-def _fill(units: list[_Unit], first: int, fresh: int, max_tokens: int, text: str, count: TokenCounter) -> int:
+def _fill(
+    units: list[_Unit], first: int, fresh: int, max_tokens: int, text: str, count: TokenCounter
+) -> int:
     """Index of the last unit of the chunk that starts at `first`."""
     total, last = units[first].tokens, first
     while last + 1 < len(units) and total + units[last + 1].tokens <= max_tokens:
@@ -108,7 +110,12 @@ def _units(pages: Sequence[Page], count: TokenCounter, max_tokens: int) -> Itera
                 yield _Unit(offset + start, offset + end, page.number, tokens)
             else:
                 for piece_start, piece_end, piece_tokens in _cut(sentence, count, max_tokens):
-                    yield _Unit(offset + start + piece_start, offset + start + piece_end, page.number, piece_tokens)
+                    yield _Unit(
+                        offset + start + piece_start,
+                        offset + start + piece_end,
+                        page.number,
+                        piece_tokens,
+                    )
         offset += len(page.text) + len(PAGE_SEPARATOR)
 
 
@@ -157,7 +164,9 @@ def _cut(sentence: str, count: TokenCounter, max_tokens: int) -> Iterator[tuple[
         yield piece_start, piece_end, tokens
 
 
-def _cut_word(text: str, start: int, end: int, count: TokenCounter, max_tokens: int) -> Iterator[tuple[int, int, int]]:
+def _cut_word(
+    text: str, start: int, end: int, count: TokenCounter, max_tokens: int
+) -> Iterator[tuple[int, int, int]]:
     while start < end:
         stop = end
         while count(text[start:stop]) > max_tokens and stop - start > 1:

@@ -91,4 +91,6 @@ def is_cid(text: str) -> bool:
 
 def _invalid(text: object) -> BadRequest:
     shown = text[:80] if isinstance(text, str) else type(text).__name__
-    return BadRequest("not a raw sha2-256 CIDv1 in base32", code="invalid_cid", details={"cid": shown})
+    return BadRequest(
+        "not a raw sha2-256 CIDv1 in base32", code="invalid_cid", details={"cid": shown}
+    )

@@ -50,7 +50,9 @@ class WordPieceCounter:
     def __init__(self, model_dir: Path | None = None) -> None:
         from tokenizers import Tokenizer
 
-        self._tokenizer = Tokenizer.from_file(str((model_dir or minilm_model_dir()) / "tokenizer.json"))
+        self._tokenizer = Tokenizer.from_file(
+            str((model_dir or minilm_model_dir()) / "tokenizer.json")
+        )
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
 
@@ -72,7 +74,9 @@ class MiniLMEmbedder:
 
     dimensions = MINILM_DIMENSIONS
 
-    def __init__(self, model_dir: Path | None = None, *, batch_size: int = 64, device: str = "cpu") -> None:
+    def __init__(
+        self, model_dir: Path | None = None, *, batch_size: int = 64, device: str = "cpu"
+    ) -> None:
         self._model_dir = model_dir or minilm_model_dir()
         self._batch_size = batch_size
         self._device = device
@@ -109,7 +113,9 @@ class MiniLMEmbedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        self._model = SentenceTransformer(str(self._model_dir), device=self._device, local_files_only=True)
+        self._model = SentenceTransformer(
+            str(self._model_dir), device=self._device, local_files_only=True
+        )
 
     def _encode(self, texts: list[str]) -> Vectors:
         vectors = self._model.encode(

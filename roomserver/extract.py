@@ -181,7 +181,9 @@ def _pypdf_text(data: bytes, max_pages: int, max_chars: int) -> list[str]:
         text = page.extract_text() or ""
         total += len(text)
         if total > max_chars:
-            raise BadRequest(f"the PDF has more than {max_chars} characters", code="pdf_too_complex")
+            raise BadRequest(
+                f"the PDF has more than {max_chars} characters", code="pdf_too_complex"
+            )
         texts.append(text)
     return texts
 
@@ -197,16 +199,20 @@ def _classify(err: Exception) -> BadRequest:
     if isinstance(err, LimitReachedError):
         return BadRequest("the PDF expands beyond the size limit", code="pdf_too_complex")
     if isinstance(err, FileNotDecryptedError | DependencyError):
-        return BadRequest("the PDF is encrypted in a way that cannot be opened", code="encrypted_pdf")
+        return BadRequest(
+            "the PDF is encrypted in a way that cannot be opened", code="encrypted_pdf"
+        )
     return BadRequest(f"the file is not a readable PDF ({type(err).__name__})", code="corrupt_pdf")
 
 
 # ---------------------------------------------------------------- cleaning PDF text
 
-LIGATURES = str.maketrans({"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"})
+LIGATURES = str.maketrans(
+    {"ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl", "ﬅ": "st", "ﬆ": "st"}
+)
 EDGE_LINES = 2  # how many lines at each end of a page may be a running header/footer
-BULLET = re.compile(r"^([•·▪‣◦\-*–]|\d+[.)]|[a-z][.)])\s")
-SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")
+BULLET = re.compile(r"^([•·▪‣◦\-*–]|\d+[.)]|[a-z][.)])\s")  # noqa: RUF001
+SENTENCE_END = re.compile(r"[.!?:;][\"'”’)\]]*$")  # noqa: RUF001
 
 
 def clean_pdf_pages(raw_pages: Sequence[str]) -> list[Page]:
@@ -274,7 +280,12 @@ def rejoin_lines(lines: Sequence[str]) -> str:
 
 
 def _hyphenated(previous: str, line: str) -> bool:
-    return len(previous) > 1 and previous[-1] in "-\u00ad" and previous[-2].isalpha() and line[0].islower()
+    return (
+        len(previous) > 1
+        and previous[-1] in "-\u00ad"
+        and previous[-2].isalpha()
+        and line[0].islower()
+    )
 
 
 def _breaks(previous: str, line: str, width: float) -> bool:
@@ -311,7 +322,11 @@ def text_pages(data: bytes, kind: FileKind) -> list[Page]:
 
 def csv_text(text: str) -> str:
     """Rows as readable lines: 'Row 2: name: water; formula: H2O'. Row 1 is the header."""
-    rows = [row for row in csv.reader(io.StringIO(text), dialect=_dialect(text)) if any(c.strip() for c in row)]
+    rows = [
+        row
+        for row in csv.reader(io.StringIO(text), dialect=_dialect(text))
+        if any(c.strip() for c in row)
+    ]
     if not rows:
         return ""
     header = [cell.strip() or f"column {i + 1}" for i, cell in enumerate(rows[0])]

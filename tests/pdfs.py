@@ -17,11 +17,26 @@ FOOTER = "Université de Genève · Course BIO-101"
 
 # One distinct topic per page so a test can tell which page a passage came from.
 TOPICS = [
-    ("Enzymes", "Enzymes are proteins that act as biological catalysts. They lower the activation energy of reactions, which makes them proceed faster at body temperature. Each enzyme binds its substrate at an active site whose shape fits the substrate closely. Heat denatures an enzyme: its folded structure unravels and the active site loses its shape."),
-    ("Photosynthesis", "Photosynthesis converts light energy into chemical energy stored in glucose. In the light-dependent reactions, chlorophyll absorbs photons near 680 nm and 700 nm and splits water, releasing oxygen. The Calvin cycle then fixes carbon dioxide into sugars using ATP and NADPH."),
-    ("Membranes", "Cell membranes are phospholipid bilayers with embedded proteins. Small nonpolar molecules diffuse straight through, while ions need channels or pumps. The sodium–potassium pump spends one ATP to move three Na⁺ out and two K⁺ in, keeping the resting potential near −70 mV."),
-    ("Genetics", "DNA stores hereditary information as a sequence of four bases. During transcription, RNA polymerase copies a gene into messenger RNA, which ribosomes translate into a chain of amino acids. Mutations that change a codon may alter the protein, sometimes with grave consequences."),
-    ("Respiration", "Cellular respiration oxidises glucose to carbon dioxide and water. Glycolysis happens in the cytosol; the citric acid cycle and oxidative phosphorylation in the mitochondria. The electron transport chain pumps protons, and ATP synthase uses that gradient to make most of the cell's ATP — about thirty molecules per glucose."),
+    (
+        "Enzymes",
+        "Enzymes are proteins that act as biological catalysts. They lower the activation energy of reactions, which makes them proceed faster at body temperature. Each enzyme binds its substrate at an active site whose shape fits the substrate closely. Heat denatures an enzyme: its folded structure unravels and the active site loses its shape.",
+    ),
+    (
+        "Photosynthesis",
+        "Photosynthesis converts light energy into chemical energy stored in glucose. In the light-dependent reactions, chlorophyll absorbs photons near 680 nm and 700 nm and splits water, releasing oxygen. The Calvin cycle then fixes carbon dioxide into sugars using ATP and NADPH.",
+    ),
+    (
+        "Membranes",
+        "Cell membranes are phospholipid bilayers with embedded proteins. Small nonpolar molecules diffuse straight through, while ions need channels or pumps. The sodium–potassium pump spends one ATP to move three Na⁺ out and two K⁺ in, keeping the resting potential near −70 mV.",  # noqa: RUF001
+    ),
+    (
+        "Genetics",
+        "DNA stores hereditary information as a sequence of four bases. During transcription, RNA polymerase copies a gene into messenger RNA, which ribosomes translate into a chain of amino acids. Mutations that change a codon may alter the protein, sometimes with grave consequences.",
+    ),
+    (
+        "Respiration",
+        "Cellular respiration oxidises glucose to carbon dioxide and water. Glycolysis happens in the cytosol; the citric acid cycle and oxidative phosphorylation in the mitochondria. The electron transport chain pumps protons, and ATP synthase uses that gradient to make most of the cell's ATP — about thirty molecules per glucose.",
+    ),
 ]
 
 
@@ -100,7 +115,9 @@ def _raw_pdf(objects: list[bytes]) -> bytes:
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
     for offset in offsets:
         out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    )
     return out.getvalue()
 
 
@@ -136,7 +153,9 @@ def nested_pdf(depth: int = 200_000) -> bytes:
         [
             b"<< /Type /Catalog /Pages 2 0 R >>",
             b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Deep " + nested + b" >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Deep "
+            + nested
+            + b" >>",
             b"<< /Length 0 >>\nstream\n\nendstream",
         ]
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -33,7 +34,7 @@ def check_invariants(pages: list[Page], chunks: list[Chunk], count, max_tokens: 
         assert chunk.token_count == count(chunk.text) <= max_tokens
         assert _page_at(starts, chunk.char_start) == chunk.page_start
         assert _page_at(starts, chunk.char_end - 1) == chunk.page_end
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in pairwise(chunks):
         assert before.char_start < after.char_start and before.char_end < after.char_end
     covered = set()
     for chunk in chunks:
@@ -57,7 +58,7 @@ def test_chunks_respect_the_budget_and_overlap_by_one_sentence() -> None:
     pages = [Page(1, sentences(30, "Alpha")), Page(2, sentences(30, "Beta"))]
     chunks = chunk_pages(pages, words, max_tokens=40)
     check_invariants(pages, chunks, words, 40)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in pairwise(chunks):
         last_sentence = re.findall(r"\S[^.]*\.", before.text)[-1]
         assert after.text.startswith(last_sentence)
     assert {(c.page_start, c.page_end) for c in chunks} >= {(1, 1), (1, 2), (2, 2)}
@@ -102,7 +103,11 @@ SENTENCE = st.builds(
 PAGE_TEXT = st.lists(st.lists(SENTENCE, max_size=6).map(" ".join), max_size=4).map("\n\n".join)
 
 
-@given(st.lists(PAGE_TEXT, min_size=1, max_size=5), st.integers(min_value=1, max_value=60), st.booleans())
+@given(
+    st.lists(PAGE_TEXT, min_size=1, max_size=5),
+    st.integers(min_value=1, max_value=60),
+    st.booleans(),
+)
 def test_invariants_hold_for_any_document(texts: list[str], max_tokens: int, overlap: bool) -> None:
     pages = [Page(n, t) for n, t in enumerate(texts, start=1)]
     chunks = chunk_pages(pages, words, max_tokens=max_tokens, overlap=overlap)
@@ -123,7 +128,9 @@ def test_word_piece_counter_neither_pads_nor_truncates(counter: WordPieceCounter
     assert counter.count_batch(["", "Hello world"]) == [0, 2]
 
 
-async def test_study_pdf_chunks_have_right_pages_and_no_running_lines(counter: WordPieceCounter) -> None:
+async def test_study_pdf_chunks_have_right_pages_and_no_running_lines(
+    counter: WordPieceCounter,
+) -> None:
     pages = await extract_pdf(pdfs.study_pdf())
     chunks = chunk_pages(pages, counter)
     check_invariants(pages, chunks, counter, 200)
@@ -131,7 +138,7 @@ async def test_study_pdf_chunks_have_right_pages_and_no_running_lines(counter: W
     for chunk in chunks:
         assert pdfs.HEADER not in chunk.text and "Genève" not in chunk.text
         assert not re.search(r"page \d of \d", chunk.text)
-        for number, (title, body) in enumerate(pdfs.TOPICS, start=1):
+        for number, (_, body) in enumerate(pdfs.TOPICS, start=1):
             if body[:60] in chunk.text:
                 assert chunk.page_start <= number <= chunk.page_end
     # each page's opening passage is cited with that page

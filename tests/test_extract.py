@@ -43,8 +43,8 @@ def test_running_headers_and_footers_are_gone(study_pages: list[Page]) -> None:
 
 def test_unicode_survives(study_pages: list[Page]) -> None:
     membranes = study_pages[2].text
-    assert "sodium–potassium" in membranes
-    assert "Na⁺" in membranes and "−70 mV" in membranes
+    assert "sodium–potassium" in membranes  # noqa: RUF001
+    assert "Na⁺" in membranes and "−70 mV" in membranes  # noqa: RUF001
 
 
 def test_wrapped_lines_become_paragraphs(study_pages: list[Page]) -> None:
@@ -88,7 +88,8 @@ async def test_memory_limit_stops_a_pdf_that_needs_too_much() -> None:
         await extract_pdf(hungry, limits)
     assert info.value.code == "pdf_too_complex"
     assert "memory" in info.value.message
-    assert len(await extract_pdf(pdfs.study_pdf(), limits)) == 5  # the limit leaves room for real work
+    # the same limit leaves room for real work
+    assert len(await extract_pdf(pdfs.study_pdf(), limits)) == 5
 
 
 async def test_cpu_limit_stops_a_slow_pdf() -> None:
@@ -121,12 +122,25 @@ async def test_a_pdf_without_text_is_no_text() -> None:
 # ------------------------------------------------------------------ cleaning, pure
 
 
-BODY = ["Entropy always grows.", "Heat flows downhill.", "Work is path dependent.", "Gases expand.", "Ice melts.", "Stars burn."]
+BODY = [
+    "Entropy always grows.",
+    "Heat flows downhill.",
+    "Work is path dependent.",
+    "Gases expand.",
+    "Ice melts.",
+    "Stars burn.",
+]
 
 
 def test_running_lines_tolerate_page_numbers_and_keep_body_lines() -> None:
     pages = [
-        ["Chapter 3 · Thermodynamics", BODY[n], "A line repeated in the body.", BODY[n - 1], f"— {n + 1} —"]
+        [
+            "Chapter 3 · Thermodynamics",
+            BODY[n],
+            "A line repeated in the body.",
+            BODY[n - 1],
+            f"— {n + 1} —",
+        ]
         for n in range(6)
     ]
     pages[0][1:1] = ["Section 3.1"]  # an edge line on only two pages is not running
@@ -162,13 +176,31 @@ def test_rejoin_hyphenation_wraps_bullets_and_paragraphs() -> None:
     ]
 
 
-@given(st.lists(st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp")), min_size=1, max_size=60).map(str.strip).filter(lambda s: s and not s.endswith(("-", "\u00ad"))), max_size=30))
+@given(
+    st.lists(
+        st.text(
+            st.characters(codec="utf-8", exclude_categories=("Cc", "Cf", "Cs", "Zl", "Zp")),
+            min_size=1,
+            max_size=60,
+        )
+        .map(str.strip)
+        .filter(lambda s: s and not s.endswith(("-", "\u00ad"))),
+        max_size=30,
+    )
+)
 def test_rejoin_keeps_every_word_in_order(lines: list[str]) -> None:
     words = [w for line in lines for w in line.split()]
     assert rejoin_lines(lines).split() == words
 
 
-@given(st.lists(st.lists(st.sampled_from(["Header", "page 1", "page 2", "Body", "Text 7", "x"]), max_size=6), max_size=8))
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(["Header", "page 1", "page 2", "Body", "Text 7", "x"]), max_size=6
+        ),
+        max_size=8,
+    )
+)
 def test_running_line_removal_only_trims_page_edges(pages: list[list[str]]) -> None:
     for before, after in zip(pages, remove_running_lines(pages), strict=True):
         assert any(
@@ -181,13 +213,18 @@ def test_running_line_removal_only_trims_page_edges(pages: list[list[str]]) -> N
 
 def test_markdown_is_one_page_with_normalised_newlines() -> None:
     data = "# Título\r\n\r\n\r\n\r\nLes **élèves** — 学生.   \r\n- item\r\n".encode()
-    assert text_pages(data, FileKind.MARKDOWN) == [Page(1, "# Título\n\nLes **élèves** — 学生.\n- item")]
+    assert text_pages(data, FileKind.MARKDOWN) == [
+        Page(1, "# Título\n\nLes **élèves** — 学生.\n- item")
+    ]
 
 
 def test_csv_rows_become_labelled_lines() -> None:
     data = b"\xef\xbb\xbfname;formula;mass\nwater;H2O;18.015\nethanol;C2H6O;\n"
     assert text_pages(data, FileKind.CSV) == [
-        Page(1, "Row 2: name: water; formula: H2O; mass: 18.015\nRow 3: name: ethanol; formula: C2H6O")
+        Page(
+            1,
+            "Row 2: name: water; formula: H2O; mass: 18.015\nRow 3: name: ethanol; formula: C2H6O",
+        )
     ]
 
 

@@ -15,7 +15,9 @@ ZIP = b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(30)
 ELF = b"\x7fELF\x02\x01\x01" + bytes(50)
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
 PROSE = "Enzymes lower the activation energy, which speeds reactions.\nThey are proteins.\n"
-MARKDOWN = "# Cell biology\n\nThe **mitochondrion** is the [powerhouse](https://x.org).\n\n- ATP\n- NADH\n"
+MARKDOWN = (
+    "# Cell biology\n\nThe **mitochondrion** is the [powerhouse](https://x.org).\n\n- ATP\n- NADH\n"
+)
 CSV = "name,formula,mass\nwater,H2O,18.015\nethanol,C2H6O,46.07\nglucose,C6H12O6,180.16\n"
 
 
@@ -29,7 +31,12 @@ def test_a_real_pdf_is_a_pdf_whatever_its_name() -> None:
 
 @pytest.mark.parametrize(
     ("data", "detected"),
-    [(PNG, "image/png"), (ZIP, "application/zip"), (ELF, "application/x-executable"), (JPEG, "image/jpeg")],
+    [
+        (PNG, "image/png"),
+        (ZIP, "application/zip"),
+        (ELF, "application/x-executable"),
+        (JPEG, "image/jpeg"),
+    ],
 )
 @pytest.mark.parametrize("name", ["paper.pdf", "notes.txt", None])
 def test_binary_formats_are_refused_even_under_a_friendly_name(
@@ -82,7 +89,7 @@ def test_text_kinds(data: str, name: str | None, kind: FileKind) -> None:
 
 
 def test_utf8_cut_at_the_end_of_the_head_is_tolerated_unless_complete() -> None:
-    head = ("α" * 100).encode()[:-1]
+    head = ("α" * 100).encode()[:-1]  # noqa: RUF001
     assert sniff(head, "greek.txt").kind is FileKind.TEXT
     with pytest.raises(UnsupportedMediaType):
         sniff(head, "greek.txt", complete=True)
@@ -107,7 +114,7 @@ def test_sniff_answers_a_kind_or_a_typed_refusal(data: bytes, name: str | None) 
         ("...hidden", "hidden"),
         ("", "file"),
         ("/", "file"),
-        ("Résumé – final.pdf", "Résumé _ final.pdf"),
+        ("Résumé – final.pdf", "Résumé _ final.pdf"),  # noqa: RUF001
         ("a<b>c:d|e?.md", "a_b_c_d_e_.md"),
     ],
 )
