@@ -25,6 +25,19 @@ SETTINGS: dict[str, Setting] = {
     "anthropic_api_key": Setting("ANTHROPIC_API_KEY", "", "enables the Claude tutor; empty runs the offline tutor"),
     "anthropic_base_url": Setting("ANTHROPIC_BASE_URL", "", "override of the Anthropic API base URL"),
     "tutor_model": Setting("TUTOR_MODEL", "claude-sonnet-4-5", "model the tutor asks"),
+    "tutor_max_tokens": Setting("TUTOR_MAX_TOKENS", "1024", "longest tutor answer, in model tokens"),
+    "tutor_timeout_seconds": Setting("TUTOR_TIMEOUT_SECONDS", "20", "Anthropic request timeout: connecting, and silence between stream events"),
+    "tutor_deadline_seconds": Setting("TUTOR_DEADLINE_SECONDS", "120", "longest a whole tutor answer may stream"),
+    "tutor_max_retries": Setting("TUTOR_MAX_RETRIES", "2", "retries of a failed Anthropic request before the stream starts"),
+    "tutor_top_k": Setting("TUTOR_TOP_K", "5", "passages of the room's documents given to the tutor per question"),
+    "tutor_min_score": Setting("TUTOR_MIN_SCORE", "0.35", "offline tutor: lowest passage similarity that counts as covering a question"),
+    "tutor_history_tokens": Setting("TUTOR_HISTORY_TOKENS", "2000", "budget of a thread's earlier turns sent with a question"),
+    "tutor_user_questions_per_minute": Setting("TUTOR_USER_QUESTIONS_PER_MINUTE", "6", "tutor questions per user per minute"),
+    "tutor_room_questions_per_minute": Setting("TUTOR_ROOM_QUESTIONS_PER_MINUTE", "20", "tutor questions per room per minute"),
+    "tutor_user_streams": Setting("TUTOR_USER_STREAMS", "2", "tutor answers streaming at once per user (per node)"),
+    "tutor_room_streams": Setting("TUTOR_ROOM_STREAMS", "4", "tutor answers streaming at once per room (per node)"),
+    "tutor_user_tokens_per_day": Setting("TUTOR_USER_TOKENS_PER_DAY", "100000", "tutor tokens (in + out) per user per UTC day"),
+    "tutor_room_tokens_per_day": Setting("TUTOR_ROOM_TOKENS_PER_DAY", "500000", "tutor tokens (in + out) per room per UTC day"),
     "public_origin": Setting("PUBLIC_ORIGIN", "", "origin sign-in binds to (scheme://host:port); empty: http://HOST:PORT"),
     "allowed_origins": Setting("ALLOWED_ORIGINS", "", "comma-separated browser origins allowed for CORS and WebSockets; empty: PUBLIC_ORIGIN only"),
     "session_ttl_seconds": Setting("SESSION_TTL_SECONDS", "86400", "lifetime of a sign-in session"),
@@ -49,6 +62,19 @@ class Settings:
     anthropic_api_key: str = field(default="", repr=False)
     anthropic_base_url: str = ""
     tutor_model: str = "claude-sonnet-4-5"
+    tutor_max_tokens: int = 1024
+    tutor_timeout_seconds: float = 20.0
+    tutor_deadline_seconds: float = 120.0
+    tutor_max_retries: int = 2
+    tutor_top_k: int = 5
+    tutor_min_score: float = 0.35
+    tutor_history_tokens: int = 2000
+    tutor_user_questions_per_minute: int = 6
+    tutor_room_questions_per_minute: int = 20
+    tutor_user_streams: int = 2
+    tutor_room_streams: int = 4
+    tutor_user_tokens_per_day: int = 100_000
+    tutor_room_tokens_per_day: int = 500_000
     public_origin: str = ""
     allowed_origins: tuple[str, ...] = ()
     session_ttl_seconds: int = 86400
@@ -94,6 +120,8 @@ def _convert(name: str, raw: str) -> Any:
     kind = Settings.__dataclass_fields__[name].type
     if kind == "int":
         return int(raw)
+    if kind == "float":
+        return float(raw)
     if kind == "Path":
         return Path(raw)
     if kind == "tuple[str, ...]":

@@ -115,7 +115,10 @@ class SocraticQuery(ClientFrameBase):
 
 
 class SocraticCancel(ClientFrameBase):
+    """Cancel the sender's running tutor answers in this room: `answer_id`, or all of them."""
+
     type: Literal["socratic_cancel"] = "socratic_cancel"
+    answer_id: Id | None = None
 
 
 class Resume(ClientFrameBase):
@@ -296,12 +299,46 @@ class AchievementEarned(Frame):
     achievement: Achievement
 
 
+class SocraticSource(Frame):
+    """A passage the tutor drew on: document, title, page range and the citation label."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    document_id: str
+    title: str
+    page_start: int
+    page_end: int
+    cite: str
+    chunk_id: str | None = None
+    score: float | None = None
+
+
 class SocraticResponse(Frame):
+    """One frame of a tutor answer, sent to the whole room.
+
+    An answer is a run of frames with the same `answer_id`: `index` 0 (`text` empty, with
+    `question`, `asked_by` and `sources`), then deltas (`text` is the next piece, `ephemeral`
+    true), then one frame with `done` true whose `text` is the whole answer, with the stored
+    message's `message_id`/`message_seq`, or `error` (`tutor_unavailable`, `cancelled`) and
+    `detail`. Answers to several questions may interleave; `index` orders each one.
+    """
+
     type: Literal["socratic_response"] = "socratic_response"
     text: str
     done: bool
     thread_id: str | None = None
     ref: str | None = None
+    room_id: str | None = None
+    answer_id: str | None = None
+    index: int | None = None
+    mode: Literal["claude", "offline"] | None = None
+    ephemeral: bool | None = None
+    asked_by: str | None = None
+    question: str | None = None
+    sources: list[SocraticSource] | None = None
+    message_id: str | None = None
+    message_seq: Seq | None = None
+    error: str | None = None
+    detail: str | None = None
 
 
 class Recovered(Frame):

@@ -1,0 +1,84 @@
+"""The tutor's budgets: questions per minute (per user, per room), concurrent streams (per
+user, per room) and tokens per day (per user across rooms, per room). A refusal is a typed
+`RateLimited` with `retry_after`; nothing is spent on a question that is refused for streams
+or tokens. Stream counts are per process (each node enforces its own cap).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Callable
+
+import asyncpg
+
+from roomserver.config import Settings
+from roomserver.errors import RateLimited
+from roomserver.ratelimit import RateLimiter
+from roomserver.tutor import store
+
+
+def _seconds_to_midnight() -> float:
+    now = dt.datetime.now(dt.UTC)
+    tomorrow = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (tomorrow - now).total_seconds()
+
+
+class Budgets:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, *,
+                 clock: Callable[[], float] | None = None) -> None:
+        s = settings
+        kwargs = {"clock": clock} if clock else {}
+        self.per_user = RateLimiter(rate=s.tutor_user_questions_per_minute / 60,
+                                    burst=s.tutor_user_questions_per_minute, **kwargs)
+        self.per_room = RateLimiter(rate=s.tutor_room_questions_per_minute / 60,
+                                    burst=s.tutor_room_questions_per_minute, **kwargs)
+        self.settings, self.pool = settings, pool
+        self.user_streams: Counter[uuid.UUID] = Counter()
+        self.room_streams: Counter[uuid.UUID] = Counter()
+
+    async def admit(self, room_id: uuid.UUID, user_id: uuid.UUID) -> Slot:
+        """Check every budget and take a stream slot; `Slot.release()` (or `with`) gives it back."""
+        s = self.settings
+        room_tokens, user_tokens = await store.tokens_today(self.pool, room_id, user_id)
+        if user_tokens >= s.tutor_user_tokens_per_day or room_tokens >= s.tutor_room_tokens_per_day:
+            who = "your" if user_tokens >= s.tutor_user_tokens_per_day else "this room's"
+            raise RateLimited(f"{who} tutor tokens for today are used up",
+                              retry_after=_seconds_to_midnight())
+        # no await from here on: the checks and the taking of the slot are one step
+        if self.user_streams[user_id] >= s.tutor_user_streams:
+            raise RateLimited("you already have the most tutor answers streaming at once",
+                              retry_after=1.0)
+        if self.room_streams[room_id] >= s.tutor_room_streams:
+            raise RateLimited("this room has the most tutor answers streaming at once",
+                              retry_after=1.0)
+        self.per_user.check(("user", user_id))
+        self.per_room.check(("room", room_id))
+        return Slot(self, room_id, user_id)
+
+
+class Slot:
+    """One running answer's share of the stream caps."""
+
+    def __init__(self, budgets: Budgets, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        self._budgets, self._room, self._user = budgets, room_id, user_id
+        budgets.user_streams[user_id] += 1
+        budgets.room_streams[room_id] += 1
+        self._held = True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        for counter, key in ((self._budgets.user_streams, self._user),
+                             (self._budgets.room_streams, self._room)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
