@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
+import redis.asyncio as aioredis
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from starlette.applications import Starlette
@@ -23,11 +25,12 @@ from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.config import Settings
 from roomserver.db import create_pool
-from roomserver.gating import Gatekeeper, MemoryGateCache
+from roomserver.gating import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.ledger.process import start_ledger
 from roomserver.migrations import migrate
 from roomserver.pgembed import EmbeddedPostgres
 from roomserver.ratelimit import RateLimiter
+from roomserver.recheck import LocalMembers, Publisher, Rechecker
 from roomserver.room_gates import RoomGates
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
@@ -105,14 +108,17 @@ async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
         return {"ok": True, "detail": {"pool_size": pool.get_size()}}
 
     state.health_checks["database"] = database_health
-    state.gatekeeper = Gatekeeper(rpc, MemoryGateCache())
+    state.gatekeeper = Gatekeeper(rpc, await open_gate_cache(settings, stack, modes))
     gates = RoomGates(state.gatekeeper)
     state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate)
 
     async def solana_health() -> dict[str, Any]:
         healthy = await rpc.is_connected()
         state.gatekeeper.rpc_healthy = healthy
-        return {"ok": healthy, "detail": {"url": rpc_url}}
+        detail: dict[str, Any] = {"url": rpc_url}
+        if state.rechecker is not None:
+            detail["recheck"] = asdict(state.rechecker.stats)
+        return {"ok": healthy, "detail": detail}
 
     state.health_checks["solana"] = solana_health
     return state
@@ -132,6 +138,29 @@ async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str
     client = AsyncClient(url, commitment=Confirmed, timeout=10)
     stack.push_async_callback(client.close)
     return client, url
+
+
+async def open_gate_cache(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> GateCache:
+    """Gate decisions cached in Redis (shared by every node) with REDIS_URL, else in memory."""
+    if not settings.redis_url:
+        modes["gating"] = "gate decisions cached in memory (this node)"
+        return MemoryGateCache()
+    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    stack.push_async_callback(client.aclose)
+    modes["gating"] = "gate decisions cached in Redis (shared by every node)"
+    return RedisGateCache(client)
+
+
+def start_rechecker(state: AppState, stack: AsyncExitStack, hub: LocalMembers,
+                    broker: Publisher) -> Rechecker:
+    """Re-verify members of gated rooms connected to this node every GATE_RECHECK_SECONDS;
+    `stack` stops it (before the hub it uses, when called after the hub was opened)."""
+    rechecker = Rechecker(hub, state.rooms, state.gatekeeper, broker,
+                          interval=state.settings.gate_recheck_seconds)
+    rechecker.start()
+    stack.push_async_callback(rechecker.close)
+    state.rechecker = rechecker
+    return rechecker
 
 
 async def _typed_error(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,7 @@ import asyncpg
 from roomserver.config import Settings
 from roomserver.gating import Gatekeeper
 from roomserver.ratelimit import RateLimiter
+from roomserver.recheck import Rechecker
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
 
@@ -28,3 +29,4 @@ class AppState:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     rooms: RoomService = field(init=False)
     gatekeeper: Gatekeeper = field(init=False)
+    rechecker: Rechecker | None = None
