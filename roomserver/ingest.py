@@ -136,6 +136,7 @@ class Ingestor:
         while True:
             try:
                 await self._slots.acquire()
+                self._wake.clear()  # before looking, so a wake during the query is not lost
                 claim = await self._claim()
             except asyncio.CancelledError:
                 raise
@@ -146,7 +147,6 @@ class Ingestor:
                 continue
             if claim is None:
                 self._slots.release()
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)
                 continue
