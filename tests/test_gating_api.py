@@ -1,0 +1,227 @@
+"""Token/NFT-gated rooms over real HTTP: the app (uvicorn, embedded PostgreSQL) points at a ledger
+process this module owns, on which the tests mint tokens and NFTs with the real solana client."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from solana.rpc.async_api import AsyncClient
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
+
+from roomserver import solana_dev as dev
+from roomserver.config import Settings
+from roomserver.ledger.process import LedgerProcess, free_port, start_ledger
+from roomserver.wallet import Wallet
+from tests.clients import SignedInUser, sign_in
+
+
+@dataclasses.dataclass
+class Chain:
+    """The module's ledger: stoppable and restartable on the same port and data."""
+
+    data_dir: Path
+    port: int
+    process: LedgerProcess
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def restart(self) -> None:
+        self.process = start_ledger(self.data_dir, port=self.port, dev=True)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    data_dir, port = tmp_path_factory.mktemp("gating-ledger"), free_port()
+    chain = Chain(data_dir, port, start_ledger(data_dir, port=port, dev=True))
+    yield chain
+    chain.process.stop()
+
+
+@pytest.fixture(scope="module")
+def settings(settings: Settings, chain: Chain) -> Settings:
+    return dataclasses.replace(settings, solana_rpc_url=chain.url)
+
+
+@pytest.fixture(scope="module")
+async def rpc(chain: Chain) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(chain.url) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def payer(rpc: AsyncClient) -> Keypair:
+    keypair = Keypair()
+    await dev.airdrop(rpc, keypair.pubkey(), 100 * dev.LAMPORTS_PER_SOL)
+    return keypair
+
+
+@dataclasses.dataclass
+class Person:
+    """A signed-in user whose wallet can also sign ledger transactions."""
+
+    user: SignedInUser
+    keypair: Keypair
+
+    @property
+    def pubkey(self) -> Pubkey:
+        return self.keypair.pubkey()
+
+
+async def person(http: httpx.AsyncClient) -> Person:
+    seed = os.urandom(32)
+    keypair, wallet = Keypair.from_seed(seed), Wallet.from_seed(seed)
+    assert str(keypair.pubkey()) == wallet.address
+    return Person(await sign_in(http, wallet), keypair)
+
+
+async def create(http: httpx.AsyncClient, owner: Person, **body: Any) -> httpx.Response:
+    body.setdefault("name", f"gated {uuid.uuid4().hex[:6]}")
+    return await http.post("/api/v1/rooms", json=body, headers=owner.user.headers)
+
+
+async def join(http: httpx.AsyncClient, who: Person, room_id: str) -> httpx.Response:
+    return await http.post(f"/api/v1/rooms/{room_id}/join", headers=who.user.headers)
+
+
+def error(answer: httpx.Response, status: int) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    body: dict[str, Any] = answer.json()["error"]
+    assert body["message"]
+    return body
+
+
+async def test_token_gate_admits_holders_and_tells_the_short_what_is_required(
+    http: httpx.AsyncClient, rpc: AsyncClient, payer: Keypair
+) -> None:
+    owner, holder, short, split = [await person(http) for _ in range(4)]
+    mint = await dev.create_mint(rpc, payer, 2)
+    await dev.mint_to(rpc, payer, mint, holder.pubkey, 100_00)
+    await dev.mint_to(rpc, payer, mint, short.pubkey, 99_00)
+    await dev.mint_to(rpc, payer, mint, split.pubkey, 60_00)  # + 40 in a second account
+    second = await dev.create_token_account(rpc, payer, mint, split.pubkey)
+    await dev.mint_to_account(rpc, payer, mint, second, 40_00)
+
+    made = await create(http, owner, room_type="token_gated", access_token_mint=str(mint),
+                        min_token_amount=100)
+    assert made.status_code == 201, made.text
+    room = made.json()
+    assert (room["access_token_mint"], room["min_token_amount"]) == (str(mint), "100")
+
+    joined = await join(http, holder, room["id"])
+    assert joined.status_code == 200 and joined.json()["role"] == "member"
+    assert (await join(http, split, room["id"])).status_code == 200
+    refused = error(await join(http, short, room["id"]), 403)
+    assert refused["code"] == "insufficient_holdings"
+    assert "at least 100" in refused["message"] and str(mint) in refused["message"]
+    assert refused["details"]["mint"] == str(mint) and refused["details"]["required"] == "100"
+    assert float(refused["details"]["held"]) == 99
+    participants = await http.get(f"/api/v1/rooms/{room['id']}/participants", headers=owner.user.headers)
+    assert {p["user_id"] for p in participants.json()["participants"]} == {
+        owner.user.user_id, holder.user.user_id, split.user.user_id}
+
+
+async def test_token_2022_holdings_count(http: httpx.AsyncClient, rpc: AsyncClient, payer: Keypair) -> None:
+    owner, holder, short = [await person(http) for _ in range(3)]
+    mint = await dev.create_mint(rpc, payer, 6, token_2022=True)
+    await dev.mint_to(rpc, payer, mint, holder.pubkey, 2_500_000)
+    await dev.mint_to(rpc, payer, mint, short.pubkey, 2_499_999)
+    made = await create(http, owner, room_type="token_gated", access_token_mint=str(mint),
+                        min_token_amount="2.5")
+    assert made.status_code == 201, made.text
+    assert (await join(http, holder, made.json()["id"])).status_code == 200
+    refused = error(await join(http, short, made.json()["id"]), 403)
+    assert refused["code"] == "insufficient_holdings" and refused["details"]["held"] == "2.499999"
+
+
+async def test_nft_gate_admits_collection_members_and_refuses_lookalikes(
+    http: httpx.AsyncClient, rpc: AsyncClient, payer: Keypair
+) -> None:
+    owner, member, faker = [await person(http) for _ in range(3)]
+    collection = await dev.create_collection(rpc, payer, "Chem Club", "CHEM", "u")
+    copycat = await dev.create_collection(rpc, payer, "Chem Club", "CHEM", "u")
+    await dev.mint_nft(rpc, payer, collection, member.pubkey, "Chem Club #1", "CHEM", "u")
+    await dev.mint_nft(rpc, payer, copycat, faker.pubkey, "Chem Club #1", "CHEM", "u")
+
+    made = await create(http, owner, room_type="nft_gated", access_nft_collection=str(collection))
+    assert made.status_code == 201, made.text
+    room = made.json()
+    assert room["access_nft_collection"] == str(collection) and room["min_token_amount"] is None
+    assert (await join(http, member, room["id"])).status_code == 200
+    refused = error(await join(http, faker, room["id"]), 403)
+    assert refused["code"] == "not_in_collection"
+    assert str(collection) in refused["message"] and refused["details"]["collection"] == str(collection)
+
+
+async def test_room_creation_validates_the_gate_on_the_ledger(
+    http: httpx.AsyncClient, rpc: AsyncClient, payer: Keypair
+) -> None:
+    owner, wallet_holder = await person(http), Keypair()
+    await dev.airdrop(rpc, wallet_holder.pubkey(), dev.LAMPORTS_PER_SOL)  # exists, but not a mint
+    mint = await dev.create_mint(rpc, payer, 2)
+    collection = await dev.create_collection(rpc, payer, "Real", "REAL", "u")
+    member_nft = await dev.mint_nft(rpc, payer, collection, owner.pubkey, "Real #1", "REAL", "u")
+    cases = {
+        "missing mint": {"room_type": "token_gated", "access_token_mint": str(Keypair().pubkey()),
+                         "min_token_amount": 1},
+        "a wallet, not a mint": {"room_type": "token_gated",
+                                 "access_token_mint": str(wallet_holder.pubkey()), "min_token_amount": 1},
+        "finer than the decimals": {"room_type": "token_gated", "access_token_mint": str(mint),
+                                    "min_token_amount": "1.001"},
+        "fungible mint as collection": {"room_type": "nft_gated", "access_nft_collection": str(mint)},
+        "member NFT as collection": {"room_type": "nft_gated", "access_nft_collection": str(member_nft)},
+        "missing collection": {"room_type": "nft_gated", "access_nft_collection": str(Keypair().pubkey())},
+    }
+    for name, body in cases.items():
+        refused = error(await create(http, owner, name=name, **body), 400)
+        assert refused["code"] == "invalid_gate", name
+    too_fine = error(await create(http, owner, **cases["finer than the decimals"]), 400)
+    assert too_fine["details"]["decimals"] == 2
+    malformed = error(await create(http, owner, room_type="token_gated", access_token_mint="0OIl" * 11,
+                                   min_token_amount=1), 400)
+    assert malformed["code"] == "validation_error"  # not base58: refused before the ledger is asked
+    mine = await http.get("/api/v1/rooms", params={"mine": "true"}, headers=owner.user.headers)
+    assert mine.json()["rooms"] == [], "no room was created for a bad gate"
+
+
+async def test_ledger_down_fails_new_joins_closed_and_health_shows_it(
+    http: httpx.AsyncClient, rpc: AsyncClient, payer: Keypair, chain: Chain
+) -> None:
+    owner, member, newcomer = [await person(http) for _ in range(3)]
+    mint = await dev.create_mint(rpc, payer, 0)
+    for who in (member, newcomer):
+        await dev.mint_to(rpc, payer, mint, who.pubkey, 5)
+    room = (await create(http, owner, room_type="token_gated", access_token_mint=str(mint),
+                         min_token_amount=5)).json()
+    public = (await create(http, owner, room_type="public")).json()
+    assert (await join(http, member, room["id"])).status_code == 200
+    healthy = (await http.get("/health")).json()
+    assert healthy["components"]["solana"]["ok"] is True
+
+    chain.process.stop()
+    try:
+        refused = error(await join(http, newcomer, room["id"]), 503)
+        assert refused["code"] == "gating_unavailable"
+        creating = error(await create(http, owner, room_type="nft_gated",
+                                      access_nft_collection=str(mint)), 503)
+        assert creating["code"] == "gating_unavailable"
+        health = await http.get("/health")
+        assert health.status_code == 503
+        assert health.json()["components"]["solana"]["ok"] is False
+        again = await join(http, member, room["id"])  # a member is confirmed without the ledger
+        assert again.status_code == 200 and again.json()["role"] == "member"
+        assert (await join(http, newcomer, public["id"])).status_code == 200
+    finally:
+        chain.restart()
+
+    assert (await http.get("/health")).json()["components"]["solana"]["ok"] is True
+    assert (await join(http, newcomer, room["id"])).status_code == 200, "the restarted ledger kept the mint"
