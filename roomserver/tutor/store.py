@@ -148,6 +148,11 @@ async def usage(pool: asyncpg.Pool, room_id: uuid.UUID) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+async def get_thread(pool: asyncpg.Pool, room_id: uuid.UUID, thread_id: uuid.UUID) -> Thread | None:
+    row = await pool.fetchrow("SELECT * FROM tutor_threads WHERE id = $1 AND room_id = $2", thread_id, room_id)
+    return None if row is None else Thread(**dict(row))
+
+
 async def list_threads(pool: asyncpg.Pool, room_id: uuid.UUID, limit: int = 50) -> list[Thread]:
     rows = await pool.fetch(
         "SELECT * FROM tutor_threads WHERE room_id = $1 ORDER BY updated_at DESC, id DESC LIMIT $2",
