@@ -19,10 +19,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from roomserver import errors
-from roomserver.api import auth, health, openapi, rooms
+from roomserver import errors, nft
+from roomserver.api import auth, health, ipfs, openapi, rooms
+from roomserver.api import nft as nft_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
+from roomserver.blobstore import LocalBlobStore
 from roomserver.config import Settings
 from roomserver.db import create_pool
 from roomserver.gating import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
@@ -42,7 +44,7 @@ API_VERSION = "0.1.0"
 
 
 def all_endpoints() -> list[Endpoint]:
-    return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS]
+    return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -121,6 +123,9 @@ async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
         return {"ok": healthy, "detail": detail}
 
     state.health_checks["solana"] = solana_health
+    if not hasattr(state, "blobs"):
+        state.blobs = LocalBlobStore(settings.data_dir.resolve() / "blobs")
+    state.nft = nft.from_settings(settings, pool, rpc, state.blobs, modes)
     return state
 
 

@@ -50,6 +50,9 @@ SETTINGS: dict[str, Setting] = {
     "rate_limit_per_minute": Setting("RATE_LIMIT_PER_MINUTE", "600", "authenticated REST requests per minute, per user and per IP"),
     "gate_recheck_seconds": Setting("GATE_RECHECK_SECONDS", "60", "how often members of token/NFT-gated rooms connected to a node are re-verified on chain"),
     "log_level": Setting("LOG_LEVEL", "info", "logging level"),
+    "nft_mint_mode": Setting("NFT_MINT_MODE", "wallet", "wallet: users sign and pay for mints; sponsored: the server's fee payer does"),
+    "nft_fee_payer_keypair": Setting("NFT_FEE_PAYER_KEYPAIR", "", "keypair file (solana-CLI JSON) of the fee payer for sponsored mints; empty: DATA_DIR/keys/fee-payer.json, generated on localnet"),
+    "nft_authority_keypair": Setting("NFT_AUTHORITY_KEYPAIR", "", "keypair file of the collection/metadata update authority; empty: DATA_DIR/keys/collection-authority.json, generated on localnet"),
 }
 
 
@@ -87,6 +90,9 @@ class Settings:
     rate_limit_per_minute: int = 600
     gate_recheck_seconds: int = 60
     log_level: str = "info"
+    nft_mint_mode: str = "wallet"
+    nft_fee_payer_keypair: str = ""
+    nft_authority_keypair: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -8,8 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from roomserver.blobstore import BlobStore
 from roomserver.config import Settings
 from roomserver.gating import Gatekeeper
+from roomserver.nft import NftService
 from roomserver.ratelimit import RateLimiter
 from roomserver.recheck import Rechecker
 from roomserver.rooms import RoomService
@@ -29,4 +31,6 @@ class AppState:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     rooms: RoomService = field(init=False)
     gatekeeper: Gatekeeper = field(init=False)
+    blobs: BlobStore = field(init=False)
+    nft: NftService | None = None
     rechecker: Rechecker | None = None

@@ -1,0 +1,42 @@
+"""GET /ipfs/{cid}: the blob store, read-only, like an IPFS gateway path.
+
+Blobs are immutable, so answers are cacheable forever and the CID is the ETag. Every answer
+carries a sandboxing Content-Security-Policy and nosniff: blobs include user uploads and SVG,
+which must never run script on this origin.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from roomserver.api.guard import app_state
+from roomserver.api.http import Endpoint, client_ip
+from roomserver.cid import parse_cid
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+SAFE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+async def get_blob(request: Request) -> Response:
+    state = app_state(request)
+    state.ip_limiter.check(client_ip(request))
+    cid = request.path_params["cid"]
+    parse_cid(cid)  # 400 invalid_cid
+    content_type = await state.blobs.content_type(cid)  # 404 blob_not_found
+    headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{cid}"', **SAFE_HEADERS}
+    if cid in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    path = state.blobs.path(cid)
+    if path is not None:
+        return FileResponse(path, media_type=content_type, headers=headers, stat_result=None)
+    return Response(await state.blobs.get(cid), media_type=content_type, headers=headers)
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/ipfs/{cid}", get_blob, "A stored blob by its CIDv1 (raw, sha2-256, base32)", "ipfs",
+             auth=False, errors=(400, 404), content_type="application/octet-stream"),
+]

@@ -1,0 +1,351 @@
+"""Minting over HTTP against the real ledger process and the real solana client.
+
+The wallet-signed flow as a browser wallet runs it: the server returns a partially signed
+transaction, the test signs it as fee payer with the user's ed25519 key, sends it to the
+ledger itself, then asks the server to confirm. Sponsored mode runs a second app on the same
+database whose fee payer signs and sends."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+import asyncpg
+import httpx
+import pytest
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.commitment import Confirmed
+from solana.rpc.models import TxOpts
+from solders.keypair import Keypair
+from solders.message import to_bytes_versioned
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction import VersionedTransaction
+from spl.token.instructions import get_associated_token_address
+
+from roomserver import solana_dev as dev
+from roomserver.config import Settings
+from roomserver.gating import Gate, Gatekeeper, MemoryGateCache
+from roomserver.ledger.process import LedgerProcess
+from roomserver.pgembed import free_port
+from roomserver.spl_token import TOKEN_GROUP_MEMBER, TOKEN_METADATA, decode_account, decode_mint, encode_mint
+from tests.clients import SignedInUser, sign_in
+from tests.ledger.fixtures import ledger, payer, rpc
+from tests.servers import run_app
+
+__all__ = ["ledger", "payer", "rpc"]
+T22 = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
+
+
+@pytest.fixture(scope="module")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, ledger: LedgerProcess) -> Settings:
+    port = free_port()
+    return Settings.from_env({}, database_url=database_url, data_dir=Path(tmp_path_factory.mktemp("data")),
+                             port=port, public_origin=f"http://127.0.0.1:{port}", rate_limit_per_minute=100_000,
+                             solana_rpc_url=ledger.url)
+
+
+@pytest.fixture(scope="module")
+async def sponsored_url(settings: Settings) -> AsyncIterator[str]:
+    port = free_port()
+    sponsored = dataclasses.replace(settings, port=port, public_origin=f"http://127.0.0.1:{port}",
+                                    nft_mint_mode="sponsored")
+    async with run_app(sponsored) as url:
+        yield url
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+async def make_highlight(database_url: str, user_id: str, room_id: str | None, text: str,
+                         page: int | None = 7) -> str:
+    """A document and a highlight row, as the library's upload/highlight API will write them."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        doc = await conn.fetchval(
+            """INSERT INTO documents (owner_id, title, filename, content_type, size_bytes, content_hash,
+                   blob_cid, status)
+               VALUES ($1, 'On the Origin of Species', 'origin.pdf', 'application/pdf', 10, $2, $2, 'ready')
+               RETURNING id""", uuid.UUID(user_id), uuid.uuid4().hex)
+        return str(await conn.fetchval(
+            """INSERT INTO highlights (document_id, room_id, user_id, text, context_before, context_after, page)
+               VALUES ($1, $2, $3, $4, 'before the passage', 'after the passage', $5) RETURNING id""",
+            doc, uuid.UUID(room_id) if room_id else None, uuid.UUID(user_id), text, page))
+    finally:
+        await conn.close()
+
+
+async def create_room(http: httpx.AsyncClient, owner: SignedInUser, **fields: Any) -> str:
+    body = {"name": "Evolution reading group", "room_type": "public", "topic": "biology", **fields}
+    response = await http.post("/api/v1/rooms", json=body, headers=owner.headers)
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"])
+
+
+async def wallet_send(rpc: AsyncClient, user: SignedInUser, result: dict[str, Any]) -> str:
+    """What the wallet does: check it is the fee payer, sign the message, send to the ledger."""
+    tx = VersionedTransaction.from_bytes(base64.b64decode(result["transaction"]))
+    assert tx.message.account_keys[0] == Pubkey.from_bytes(user.wallet.public_key)
+    assert tx.signatures[0] == Signature.default() and all(s != Signature.default() for s in tx.signatures[1:])
+    signature = Signature.from_bytes(user.wallet.sign(to_bytes_versioned(tx.message)))
+    signed = VersionedTransaction.populate(tx.message, [signature, *tx.signatures[1:]])
+    opts = TxOpts(skip_confirmation=False, preflight_commitment=Confirmed)
+    return str((await rpc.send_transaction(signed, opts=opts)).value)
+
+
+async def funded_user(http: httpx.AsyncClient, rpc: AsyncClient) -> SignedInUser:
+    user = await sign_in(http)
+    await dev.airdrop(rpc, Pubkey.from_bytes(user.wallet.public_key), dev.LAMPORTS_PER_SOL)
+    return user
+
+
+async def mint_wallet_signed(http: httpx.AsyncClient, rpc: AsyncClient, user: SignedInUser, path: str,
+                             body: dict[str, str]) -> dict[str, Any]:
+    started = await http.post(path, json=body, headers=user.headers)
+    assert started.status_code == 200, started.text
+    assert started.json()["status"] == "pending"
+    signature = await wallet_send(rpc, user, started.json())
+    confirmed = await http.post("/api/v1/nft/confirm", json={"signature": signature}, headers=user.headers)
+    assert confirmed.status_code == 200, confirmed.text
+    return {**confirmed.json(), "sent_signature": signature}
+
+
+async def ledger_mint(rpc: AsyncClient, address: str) -> Any:
+    account = (await rpc.get_account_info(Pubkey.from_string(address), Confirmed)).value
+    assert account is not None and account.owner == T22
+    return decode_mint(bytes(account.data))
+
+
+async def held(rpc: AsyncClient, wallet: SignedInUser, mint: str) -> int:
+    ata = get_associated_token_address(Pubkey.from_bytes(wallet.wallet.public_key), Pubkey.from_string(mint), T22)
+    account = (await rpc.get_account_info(ata, Confirmed)).value
+    return 0 if account is None else decode_account(bytes(account.data)).amount
+
+
+@dataclasses.dataclass
+class World:
+    owner: SignedInUser
+    student: SignedInUser
+    room_id: str
+    collection: str
+    highlight_id: str
+    nft: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+async def world(base_url: str, rpc: AsyncClient, database_url: str) -> World:
+    """An owner mints their room as a collection, a student mints a highlight into it: both wallet-signed."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        owner, student = await funded_user(http, rpc), await funded_user(http, rpc)
+        room_id = await create_room(http, owner)
+        room_nft = await mint_wallet_signed(http, rpc, owner, "/api/v1/nft/mint-room", {"room_id": room_id})
+        assert (await http.post(f"/api/v1/rooms/{room_id}/join", headers=student.headers)).status_code == 200
+        text = "Endless forms most beautiful & most wonderful <have been>, and are being, evolved."
+        highlight_id = await make_highlight(database_url, student.user_id, room_id, text)
+        nft = await mint_wallet_signed(http, rpc, student, "/api/v1/nft/mint-highlight", {"highlight_id": highlight_id})
+    return World(owner, student, room_id, room_nft["mint"], highlight_id, nft)
+
+
+# -- wallet-signed ------------------------------------------------------------------------
+
+
+async def test_wallet_signed_highlight_is_a_supply_one_member_nft_on_the_ledger(world: World, rpc: AsyncClient) -> None:
+    nft = world.nft
+    assert nft["status"] == "confirmed" and nft["signature"] == nft["sent_signature"]
+    assert nft["collection_mint"] == world.collection and nft["owner"] == world.student.wallet.address
+    assert nft["fee_payer"] == world.student.wallet.address and nft["transaction"] is None
+    mint = await ledger_mint(rpc, nft["mint"])
+    assert (mint.supply, mint.decimals, mint.mint_authority) == (1, 0, None)
+    meta = mint.extension(TOKEN_METADATA).state
+    assert meta["uri"] == nft["metadata_uri"] and meta["name"] == nft["name"] and meta["mint"] == nft["mint"]
+    member = mint.extension(TOKEN_GROUP_MEMBER).state
+    assert (member["group"], member["memberNumber"]) == (world.collection, 1)
+    assert await held(rpc, world.student, nft["mint"]) == 1
+    room = await ledger_mint(rpc, world.collection)
+    assert (room.supply, room.mint_authority) == (1, None)
+    assert await held(rpc, world.owner, world.collection) == 1
+
+
+async def test_metadata_is_served_by_cid_and_matches_the_highlight(world: World, http: httpx.AsyncClient) -> None:
+    uri = world.nft["metadata_uri"]
+    assert uri.endswith("/ipfs/" + world.nft["metadata_cid"])
+    response = await http.get(f"/ipfs/{world.nft['metadata_cid']}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert response.headers["etag"].strip('"') == world.nft["metadata_cid"]
+    meta = response.json()
+    assert meta["name"] == world.nft["name"] and meta["symbol"] == world.nft["symbol"]
+    hl = meta["properties"]["highlight"]
+    assert hl["text"].startswith("Endless forms most beautiful & most wonderful <have been>")
+    assert (hl["id"], hl["page"], hl["document_title"], hl["room_id"]) == (
+        world.highlight_id, 7, "On the Origin of Species", world.room_id)
+    assert (hl["context_before"], hl["context_after"]) == ("before the passage", "after the passage")
+    traits = {a["trait_type"]: a["value"] for a in meta["attributes"]}
+    assert traits["Room"] == "Evolution reading group" and traits["Page"] == 7
+    assert traits["Highlighted by"] == world.student.wallet.address
+    image = await http.get(meta["image"].removeprefix(str(http.base_url).rstrip("/")))
+    assert image.status_code == 200 and image.headers["content-type"] == "image/svg+xml"
+    card = ElementTree.fromstring(image.content)  # well-formed: the user's text is escaped
+    passage = " ".join(t.text or "" for t in card.iter("{http://www.w3.org/2000/svg}tspan"))
+    assert passage.startswith("Endless forms most beautiful & most wonderful <have been>")
+    assert meta["properties"]["files"] == [{"uri": meta["image"], "type": "image/svg+xml"}]
+
+
+async def test_confirming_again_and_minting_again(world: World, http: httpx.AsyncClient, database_url: str) -> None:
+    again = await http.post("/api/v1/nft/confirm", json={"signature": world.nft["signature"]},
+                            headers=world.student.headers)
+    assert again.status_code == 200 and again.json()["mint"] == world.nft["mint"]
+    twice = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": world.highlight_id},
+                            headers=world.student.headers)
+    assert twice.status_code == 409 and twice.json()["error"]["code"] == "already_minted"
+    assert twice.json()["error"]["details"]["mint"] == world.nft["mint"]
+    room_twice = await http.post("/api/v1/nft/mint-room", json={"room_id": world.room_id}, headers=world.owner.headers)
+    assert room_twice.status_code == 409 and room_twice.json()["error"]["code"] == "already_minted"
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT mint_address, status FROM nft_highlights WHERE highlight_id = $1",
+                                uuid.UUID(world.highlight_id))
+    finally:
+        await conn.close()
+    assert [(r["mint_address"], r["status"]) for r in rows] == [(world.nft["mint"], "confirmed")]
+
+
+async def test_collection_lists_its_members_from_the_ledger(world: World, http: httpx.AsyncClient) -> None:
+    detail = await http.get(f"/api/v1/nft/collections/{world.collection}")
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    assert (body["size"], body["room_id"], body["symbol"]) == (1, world.room_id, "ROOM")
+    assert [(m["mint"], m["uri"], m["member_number"], m["highlight_id"]) for m in body["members"]] == [
+        (world.nft["mint"], world.nft["metadata_uri"], 1, world.highlight_id)]
+    listing = (await http.get("/api/v1/nft/collections")).json()["collections"]
+    assert world.collection in [c["mint"] for c in listing]
+    not_a_collection = await http.get(f"/api/v1/nft/collections/{world.nft['mint']}")
+    assert not_a_collection.status_code == 404 and not_a_collection.json()["error"]["code"] == "collection_not_found"
+    garbage = await http.get("/api/v1/nft/collections/not-an-address")
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_mint"
+
+
+async def test_a_highlight_nft_opens_a_room_gated_on_the_room_collection(world: World, http: httpx.AsyncClient,
+                                                                         rpc: AsyncClient) -> None:
+    gated = await create_room(http, world.owner, name="Members only", room_type="nft_gated",
+                              access_nft_collection=world.collection)
+    joined = await http.post(f"/api/v1/rooms/{gated}/join", headers=world.student.headers)
+    assert joined.status_code == 200, joined.text
+    outsider = await sign_in(http)
+    refused = await http.post(f"/api/v1/rooms/{gated}/join", headers=outsider.headers)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_in_collection"
+    keeper = Gatekeeper(rpc, MemoryGateCache())
+    decision = await keeper.check(world.student.wallet.address, Gate("nft", world.collection))
+    assert decision.allowed and decision.details["nft"] == world.nft["mint"]
+
+
+# -- refusals -----------------------------------------------------------------------------
+
+
+async def test_confirm_refuses_a_signature_of_another_transaction(world: World, http: httpx.AsyncClient,
+                                                                  rpc: AsyncClient, database_url: str) -> None:
+    highlight = await make_highlight(database_url, world.student.user_id, world.room_id, "A struggle for life.")
+    pending = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight},
+                              headers=world.student.headers)
+    assert pending.status_code == 200 and pending.json()["status"] == "pending"
+    other = await dev.airdrop(rpc, Keypair().pubkey(), dev.LAMPORTS_PER_SOL)
+    for signature in (other, str(Signature.new_unique())):
+        refused = await http.post("/api/v1/nft/confirm", json={"signature": signature}, headers=world.student.headers)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "unknown_transaction"
+    # the student's own mint, confirmed by someone else, is not theirs to confirm
+    stranger = await sign_in(http)
+    theirs = await http.post("/api/v1/nft/confirm", json={"signature": world.nft["signature"]}, headers=stranger.headers)
+    assert theirs.status_code == 400 and theirs.json()["error"]["code"] == "unknown_transaction"
+    malformed = await http.post("/api/v1/nft/confirm", json={"signature": "x" * 70}, headers=world.student.headers)
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "invalid_signature"
+
+
+async def test_confirm_refuses_a_mint_whose_metadata_differs(world: World, http: httpx.AsyncClient, rpc: AsyncClient,
+                                                             ledger: LedgerProcess, database_url: str) -> None:
+    highlight = await make_highlight(database_url, world.student.user_id, world.room_id, "Natural selection.")
+    pending = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight},
+                              headers=world.student.headers)
+    # a retried request before signing hands back the very same transaction
+    retry = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight},
+                            headers=world.student.headers)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["transaction"] == pending.json()["transaction"]
+    signature = await wallet_send(rpc, world.student, pending.json())
+    address = Pubkey.from_string(pending.json()["mint"])
+    account = (await rpc.get_account_info(address, Confirmed)).value
+    mint = decode_mint(bytes(account.data))
+    extensions = tuple(
+        dataclasses.replace(e, state={**e.state, "uri": "https://evil.example/other.json"}) if e.kind == TOKEN_METADATA else e
+        for e in mint.extensions)
+    data = encode_mint(dataclasses.replace(mint, extensions=extensions))
+    spec = {"lamports": account.lamports, "owner": str(T22), "data": [base64.b64encode(data).decode(), "base64"]}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ledger_setAccount", "params": [str(address), spec]}
+    async with httpx.AsyncClient() as client:
+        assert "error" not in (await client.post(ledger.url, json=body)).json()
+    refused = await http.post("/api/v1/nft/confirm", json={"signature": signature}, headers=world.student.headers)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "mint_mismatch"
+    assert "metadata uri differs" in refused.json()["error"]["details"]["problems"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM nft_highlights WHERE highlight_id = $1", uuid.UUID(highlight)) == 0
+    finally:
+        await conn.close()
+
+
+async def test_only_authors_and_owners_mint(world: World, http: httpx.AsyncClient, database_url: str) -> None:
+    def code(response: httpx.Response) -> tuple[int, str]:
+        return response.status_code, response.json()["error"]["code"]
+
+    other = await sign_in(http)
+    mine = {"highlight_id": world.highlight_id}
+    assert code(await http.post("/api/v1/nft/mint-highlight", json=mine, headers=other.headers)) == (
+        403, "not_highlight_author")
+    assert code(await http.post("/api/v1/nft/mint-room", json={"room_id": world.room_id}, headers=other.headers)) == (
+        403, "not_room_owner")
+    unknown = {"highlight_id": str(uuid.uuid4())}
+    assert code(await http.post("/api/v1/nft/mint-highlight", json=unknown, headers=other.headers)) == (
+        404, "highlight_not_found")
+    assert code(await http.post("/api/v1/nft/mint-room", json={"room_id": str(uuid.uuid4())}, headers=other.headers)) == (
+        404, "room_not_found")
+    unminted_room = await create_room(http, other, name="No collection yet")
+    loose = await make_highlight(database_url, other.user_id, unminted_room, "Variation under domestication.")
+    assert code(await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": loose}, headers=other.headers)) == (
+        409, "room_collection_missing")
+    roomless = await make_highlight(database_url, other.user_id, None, "Variation under nature.")
+    assert code(await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": roomless}, headers=other.headers)) == (
+        409, "highlight_not_in_room")
+    assert code(await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": "nope"}, headers=other.headers)) == (
+        400, "validation_error")
+    assert code(await http.post("/api/v1/nft/mint-highlight", json=mine)) == (401, "not_authenticated")
+
+
+# -- sponsored ----------------------------------------------------------------------------
+
+
+async def test_sponsored_mode_mints_without_the_wallet_paying(sponsored_url: str, rpc: AsyncClient,
+                                                              database_url: str) -> None:
+    async with httpx.AsyncClient(base_url=sponsored_url, timeout=30) as http:
+        owner, student = await sign_in(http), await sign_in(http)  # wallets with no SOL at all
+        room_id = await create_room(http, owner, name="Sponsored seminar")
+        room = await http.post("/api/v1/nft/mint-room", json={"room_id": room_id}, headers=owner.headers)
+        assert room.status_code == 200, room.text
+        assert room.json()["status"] == "confirmed" and room.json()["transaction"] is None
+        assert room.json()["fee_payer"] not in (owner.wallet.address, student.wallet.address)
+        highlight = await make_highlight(database_url, student.user_id, room_id, "Survival of the fittest.")
+        minted = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight}, headers=student.headers)
+        assert minted.status_code == 200, minted.text
+        nft = minted.json()
+        assert nft["status"] == "confirmed" and nft["signature"] and nft["collection_mint"] == room.json()["mint"]
+        mint = await ledger_mint(rpc, nft["mint"])
+        assert (mint.supply, mint.mint_authority) == (1, None)
+        assert mint.extension(TOKEN_GROUP_MEMBER).state["group"] == room.json()["mint"]
+        assert await held(rpc, student, nft["mint"]) == 1
+        assert (await rpc.get_balance(Pubkey.from_bytes(student.wallet.public_key))).value == 0
+        twice = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight}, headers=student.headers)
+        assert twice.status_code == 409 and twice.json()["error"]["code"] == "already_minted"
