@@ -98,8 +98,9 @@ async def make_tutor(pool: asyncpg.Pool, embedder: MiniLMEmbedder, fake: FakeAnt
         await tutor.close()
 
 
-async def finished(answer: Any, timeout: float = 15) -> Any:
-    return await asyncio.wait_for(asyncio.shield(answer.finished), timeout)
+async def finished(answer: Any, within: float = 15) -> Any:
+    async with asyncio.timeout(within):
+        return await asyncio.shield(answer.finished)
 
 
 async def test_answer_streams_to_the_room_and_is_stored_with_sources(
@@ -219,7 +220,7 @@ async def test_upstream_failure_is_tutor_unavailable_for_the_room(
     fake.script(failure)
     began = time.monotonic()
     answer = await tutor.ask(Question(world["room"], world["student"], QUESTION))
-    done = await finished(answer, timeout=10)
+    done = await finished(answer, within=10)
     assert time.monotonic() - began < 8
 
     assert done.done and done.error == "tutor_unavailable" and done.message_id is None
@@ -266,14 +267,15 @@ async def test_concurrent_streams_are_capped_and_freed(
 
 async def test_asker_cancels_an_answer(
         make_tutor: Any, world: dict[str, Any], fake: FakeAnthropic, pool: asyncpg.Pool) -> None:
-    tutor, frames = make_tutor()
+    tutor, _ = make_tutor()
     fake.script(Reply(["first ", "second ", "third ", "fourth"], delay=0.4))
-    answer = await tutor.ask(Question(world["room"], world["student"], QUESTION))
-    while not [f for f in frames.answer(world["room"], answer.id) if f.text]:
-        await asyncio.sleep(0.02)
+    first_piece = asyncio.Event()
+    answer = await tutor.ask(Question(world["room"], world["student"], QUESTION),
+                             listener=lambda f: first_piece.set() if f.text else None)
+    await asyncio.wait_for(first_piece.wait(), 5)
     assert tutor.cancel(world["room"], world["owner"]) == 0  # not theirs to cancel
     assert tutor.cancel(world["room"], world["student"]) == 1
-    done = await finished(answer, timeout=5)
+    done = await finished(answer, within=5)
     assert done.error == "cancelled" and done.message_id is None
     assert "fourth" not in done.text
     status = await pool.fetchval("SELECT status FROM tutor_turns WHERE thread_id = $1", answer.thread_id)

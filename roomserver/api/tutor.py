@@ -21,8 +21,7 @@ from roomserver import errors
 from roomserver.api.guard import app_state, require_user
 from roomserver.api.http import Endpoint, read_body, reply
 from roomserver.protocol import SocraticResponse, encode
-from roomserver.tutor import Question, TutorService
-from roomserver.tutor import store
+from roomserver.tutor import Question, TutorService, store
 from roomserver.tutor.store import Thread, Turn
 
 

@@ -7,6 +7,7 @@ or tokens. Stream counts are per process (each node enforces its own cap).
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -29,11 +30,11 @@ class Budgets:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, *,
                  clock: Callable[[], float] | None = None) -> None:
         s = settings
-        kwargs = {"clock": clock} if clock else {}
+        tick = clock or time.monotonic
         self.per_user = RateLimiter(rate=s.tutor_user_questions_per_minute / 60,
-                                    burst=s.tutor_user_questions_per_minute, **kwargs)
+                                    burst=s.tutor_user_questions_per_minute, clock=tick)
         self.per_room = RateLimiter(rate=s.tutor_room_questions_per_minute / 60,
-                                    burst=s.tutor_room_questions_per_minute, **kwargs)
+                                    burst=s.tutor_room_questions_per_minute, clock=tick)
         self.settings, self.pool = settings, pool
         self.user_streams: Counter[uuid.UUID] = Counter()
         self.room_streams: Counter[uuid.UUID] = Counter()

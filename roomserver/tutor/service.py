@@ -278,4 +278,4 @@ def _uuid(value: str | None) -> uuid.UUID | None:
     return None if value is None else uuid.UUID(value)
 
 
-__all__ = ["Answer", "Emit", "Question", "Stored", "StoreFinal", "TutorService"]
+__all__ = ["Answer", "Emit", "Question", "StoreFinal", "Stored", "TutorService"]
