@@ -22,6 +22,7 @@ from starlette.responses import Response
 from roomserver import errors, nft
 from roomserver.api import auth, health, ipfs, openapi, rooms
 from roomserver.api import nft as nft_api
+from roomserver.api import messages as messages_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.blobstore import LocalBlobStore
@@ -34,9 +35,11 @@ from roomserver.pgembed import EmbeddedPostgres
 from roomserver.ratelimit import RateLimiter
 from roomserver.recheck import LocalMembers, Publisher, Rechecker
 from roomserver.room_gates import RoomGates
+from roomserver.realtime import open_realtime
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
 from roomserver.state import AppState
+from roomserver.ws import routes as ws_routes
 
 log = logging.getLogger("roomserver")
 
@@ -44,7 +47,7 @@ API_VERSION = "0.1.0"
 
 
 def all_endpoints() -> list[Endpoint]:
-    return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS]
+    return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *messages_api.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS]
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -68,7 +71,7 @@ def create_app(settings: Settings) -> Starlette:
                    overrides={"/api/v1/documents/upload": settings.max_upload_bytes}),
     ]
     return Starlette(
-        routes=routes(endpoints),
+        routes=[*routes(endpoints), *ws_routes()],
         middleware=middleware,
         exception_handlers={
             errors.RoomserverError: _typed_error,
@@ -113,6 +116,8 @@ async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
     state.gatekeeper = Gatekeeper(rpc, await open_gate_cache(settings, stack, modes))
     gates = RoomGates(state.gatekeeper)
     state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate)
+    state.realtime = await open_realtime(settings, stack, pool, state.rooms, state.sessions, modes)
+    state.health_checks["redis"] = state.realtime.health
 
     async def solana_health() -> dict[str, Any]:
         healthy = await rpc.is_connected()

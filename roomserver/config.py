@@ -50,6 +50,13 @@ SETTINGS: dict[str, Setting] = {
     "rate_limit_per_minute": Setting("RATE_LIMIT_PER_MINUTE", "600", "authenticated REST requests per minute, per user and per IP"),
     "gate_recheck_seconds": Setting("GATE_RECHECK_SECONDS", "60", "how often members of token/NFT-gated rooms connected to a node are re-verified on chain"),
     "log_level": Setting("LOG_LEVEL", "info", "logging level"),
+    "ws_auth_timeout_seconds": Setting("WS_AUTH_TIMEOUT_SECONDS", "5", "how long a socket without a bearer subprotocol may take to send its auth frame"),
+    "ws_recovery_window": Setting("WS_RECOVERY_WINDOW", "1000", "most events `resume` replays; a larger gap answers complete=false (reload via REST)"),
+    "ws_session_recheck_seconds": Setting("WS_SESSION_RECHECK_SECONDS", "30", "how often open sockets' sessions are re-checked (revoked/expired: closed 4105)"),
+    "ws_chat_per_minute": Setting("WS_CHAT_PER_MINUTE", "120", "durable frames (chat, reactions, shares, ...) per user per minute"),
+    "ws_typing_per_minute": Setting("WS_TYPING_PER_MINUTE", "120", "typing frames per user per minute"),
+    "presence_ttl_seconds": Setting("PRESENCE_TTL_SECONDS", "60", "a crashed node's users vanish from presence after this long"),
+    "presence_leave_grace_ms": Setting("PRESENCE_LEAVE_GRACE_MS", "3000", "a user who reconnects within this long is not announced as left"),
     "nft_mint_mode": Setting("NFT_MINT_MODE", "wallet", "wallet: users sign and pay for mints; sponsored: the server's fee payer does"),
     "nft_fee_payer_keypair": Setting("NFT_FEE_PAYER_KEYPAIR", "", "keypair file (solana-CLI JSON) of the fee payer for sponsored mints; empty: DATA_DIR/keys/fee-payer.json, generated on localnet"),
     "nft_authority_keypair": Setting("NFT_AUTHORITY_KEYPAIR", "", "keypair file of the collection/metadata update authority; empty: DATA_DIR/keys/collection-authority.json, generated on localnet"),
@@ -90,6 +97,13 @@ class Settings:
     rate_limit_per_minute: int = 600
     gate_recheck_seconds: int = 60
     log_level: str = "info"
+    ws_auth_timeout_seconds: int = 5
+    ws_recovery_window: int = 1000
+    ws_session_recheck_seconds: int = 30
+    ws_chat_per_minute: int = 120
+    ws_typing_per_minute: int = 120
+    presence_ttl_seconds: int = 60
+    presence_leave_grace_ms: int = 3000
     nft_mint_mode: str = "wallet"
     nft_fee_payer_keypair: str = ""
     nft_authority_keypair: str = ""

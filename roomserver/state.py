@@ -13,6 +13,7 @@ from roomserver.config import Settings
 from roomserver.gating import Gatekeeper
 from roomserver.nft import NftService
 from roomserver.ratelimit import RateLimiter
+from roomserver.realtime import Realtime
 from roomserver.recheck import Rechecker
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
@@ -31,6 +32,7 @@ class AppState:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     rooms: RoomService = field(init=False)
     gatekeeper: Gatekeeper = field(init=False)
+    realtime: Realtime = field(init=False)
     blobs: BlobStore = field(init=False)
     nft: NftService | None = None
     rechecker: Rechecker | None = None

@@ -1,0 +1,73 @@
+"""GET /api/v1/rooms/{room_id}/messages: a room's chat history by seq, for members.
+
+Clients reload here after `recovered {complete: false}`: page with `after_seq` (exclusive)
+until `next_after_seq` is null.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from roomserver import errors
+from roomserver.api.guard import app_state, require_user
+from roomserver.api.http import Endpoint, read_query, reply
+
+
+class MessagesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after_seq: int = Field(0, ge=0, le=2**63 - 1, description="return messages with a greater seq")
+    limit: int = Field(50, ge=1, le=200)
+
+
+class StoredMessage(BaseModel):
+    id: str
+    seq: int
+    user_id: str | None
+    username: str | None
+    kind: str
+    text: str = Field(description="empty for a deleted message")
+    reply_to: str | None
+    client_msg_id: str | None
+    created_at: str
+    pinned: bool
+    deleted: bool
+    reactions: dict[str, int]
+    metadata: dict[str, Any]
+
+
+class MessagePage(BaseModel):
+    messages: list[StoredMessage]
+    next_after_seq: int | None = Field(description="pass as after_seq for the next page; null at the end")
+    last_seq: int = Field(description="the room's current seq (every durable event, not only messages)")
+
+
+async def list_messages(request: Request) -> Response:
+    session = await require_user(request)
+    state = app_state(request)
+    try:
+        room_id = uuid.UUID(request.path_params["room_id"])
+    except ValueError:
+        raise errors.NotFound("no such room", code="room_not_found") from None
+    query = read_query(request, MessagesQuery)
+    await state.rooms.get(room_id, session.user_id)  # 404 when absent or hidden
+    if await state.rooms.membership(room_id, session.user_id) is None:
+        raise errors.Forbidden("only members can read a room's messages", code="not_member")
+    history = state.realtime.history
+    rows = await history.messages(room_id, query.after_seq, query.limit + 1)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return reply(MessagePage(messages=[StoredMessage(**r) for r in rows],
+                             next_after_seq=rows[-1]["seq"] if more else None,
+                             last_seq=await history.current_seq(str(room_id))))
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/api/v1/rooms/{room_id}/messages", list_messages,
+             "A room's messages in seq order, paginated by after_seq (members only)", "rooms",
+             query=MessagesQuery, response=MessagePage, errors=(403, 404)),
+]

@@ -1,0 +1,334 @@
+"""Per-room ordered history: durable writes with the next room `seq`, and range reads.
+
+Every durable event is written in ONE transaction that (1) bumps `study_rooms.last_seq`
+(the row lock serialises a room's writers, so seqs commit in order and without gaps: a
+rolled-back write gives its seq back), (2) writes the domain row (chat_messages,
+message_reactions, highlights), (3) appends the encoded server frame to `room_events`.
+The caller publishes the returned frame only after the commit (`Written.frame`).
+
+Idempotency: a `client_msg_id` already used by the same sender in the room returns the
+original write (`fresh=False`, nothing new is written or published). Checks run after
+the room lock is taken, so two concurrent resends cannot both write.
+
+All methods raise typed errors (`NotFound`, `Forbidden`, `BadRequest`) for bad input.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from roomserver import errors
+from roomserver.protocol import (
+    DocumentShared,
+    Frame,
+    Highlight,
+    HighlightCreate,
+    HighlightCreated,
+    Message,
+    MessageUpdated,
+    NewMessage,
+    Position,
+    ReactionUpdated,
+)
+
+HIGHLIGHT_MAX_CHARS = 5000
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who writes: the user id and the name others see."""
+
+    user_id: uuid.UUID
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of a durable write. `frame` (encoded once) is None when nothing new was
+    written: a resend (`fresh=False`) or a no-op (e.g. adding a reaction twice)."""
+
+    seq: int | None
+    message_id: str | None
+    frame: str | None
+    fresh: bool
+
+
+class _Rollback(Exception):
+    """Raised inside a transaction to undo the seq bump; carries the answer to return."""
+
+    def __init__(self, written: Written) -> None:
+        self.written = written
+
+
+def as_uuid(value: str | uuid.UUID, code: str, what: str) -> uuid.UUID:
+    """A client-supplied id as a UUID; anything else names nothing (404 `code`)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise errors.NotFound(f"no such {what}", code=code) from None
+
+
+def _dump(frame: Frame) -> tuple[dict[str, Any], str]:
+    data = frame.model_dump(mode="json", exclude_none=True)
+    return data, orjson.dumps(data).decode()
+
+
+class History:
+    """Durable room events over one asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # ---- reads ----
+
+    async def current_seq(self, room_id: str) -> int:
+        """The seq of the room's last durable event (0 for none or an unknown room)."""
+        seq = await self._pool.fetchval("SELECT last_seq FROM study_rooms WHERE id = $1",
+                                        as_uuid(room_id, "room_not_found", "room"))
+        return int(seq or 0)
+
+    async def current_seqs(self, room_ids: Sequence[str]) -> dict[str, int]:
+        """`current_seq` of many rooms in one query."""
+        rows = await self._pool.fetch("SELECT id, last_seq FROM study_rooms WHERE id = ANY($1)",
+                                      [as_uuid(r, "room_not_found", "room") for r in room_ids])
+        return {str(row["id"]): int(row["last_seq"]) for row in rows}
+
+    async def fetch_range(self, room_id: str, after: int, up_to: int) -> list[tuple[int, str]]:
+        """[(seq, encoded frame)] for after < seq <= up_to, in seq order."""
+        rows = await self._pool.fetch(
+            """SELECT seq, payload::text AS frame FROM room_events
+               WHERE room_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq""",
+            as_uuid(room_id, "room_not_found", "room"), after, up_to)
+        return [(int(row["seq"]), row["frame"]) for row in rows]
+
+    async def messages(self, room_id: uuid.UUID, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        """Chat messages with seq > after_seq, oldest first; deleted ones keep their place
+        with empty text."""
+        rows = await self._pool.fetch(
+            """SELECT m.id, m.seq, m.sender_id, m.message_type, m.content, m.reply_to,
+                      m.client_msg_id, m.created_at, m.is_pinned, m.is_deleted, m.reactions,
+                      m.metadata, u.username
+               FROM chat_messages m LEFT JOIN users u ON u.id = m.sender_id
+               WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3""",
+            room_id, after_seq, limit)
+        return [_message_row(row) for row in rows]
+
+    async def document_exists(self, document_id: uuid.UUID) -> str | None:
+        """The document's title if it exists and is not deleted, else None."""
+        row = await self._pool.fetchrow(
+            "SELECT title FROM documents WHERE id = $1 AND deleted_at IS NULL AND status <> 'deleted'",
+            document_id)
+        return None if row is None else str(row["title"])
+
+    # ---- writes ----
+
+    async def _write(self, room_id: uuid.UUID,
+                     body: Callable[[asyncpg.Connection, int], Awaitable[Written]]) -> Written:
+        """Run `body(conn, seq)` in one transaction with the room's next seq."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                seq = await conn.fetchval(
+                    "UPDATE study_rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+                    room_id)
+                if seq is None:
+                    raise errors.NotFound("no such room", code="room_not_found")
+                return await body(conn, int(seq))
+        except _Rollback as undo:
+            return undo.written
+
+    @staticmethod
+    async def _append(conn: asyncpg.Connection, room_id: uuid.UUID, seq: int, actor: uuid.UUID,
+                      frame: Frame) -> str:
+        data, text = _dump(frame)
+        await conn.execute(
+            """INSERT INTO room_events (room_id, seq, event_type, actor_id, payload)
+               VALUES ($1, $2, $3, $4, $5)""", room_id, seq, data["type"], actor, data)
+        return text
+
+    @staticmethod
+    async def _resent(conn: asyncpg.Connection, room_id: uuid.UUID, sender: uuid.UUID,
+                      client_msg_id: str | None) -> None:
+        if client_msg_id is None:
+            return
+        row = await conn.fetchrow(
+            """SELECT id, seq FROM chat_messages
+               WHERE room_id = $1 AND sender_id = $2 AND client_msg_id = $3""",
+            room_id, sender, client_msg_id)
+        if row is not None:
+            raise _Rollback(Written(int(row["seq"]), str(row["id"]), None, False))
+
+    async def post_message(self, room_id: uuid.UUID, author: Author, text: str, *,
+                           reply_to: str | None = None, client_msg_id: str | None = None) -> Written:
+        """A chat message (`new_message`)."""
+        reply_id = None if reply_to is None else as_uuid(reply_to, "message_not_found", "message")
+
+        async def body(conn: asyncpg.Connection, seq: int) -> Written:
+            await self._resent(conn, room_id, author.user_id, client_msg_id)
+            if reply_id is not None and not await conn.fetchval(
+                    "SELECT 1 FROM chat_messages WHERE id = $1 AND room_id = $2", reply_id, room_id):
+                raise errors.NotFound("the message replied to is not in this room",
+                                      code="message_not_found")
+            row = await conn.fetchrow(
+                """INSERT INTO chat_messages (room_id, seq, sender_id, content, reply_to, client_msg_id)
+                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, created_at""",
+                room_id, seq, author.user_id, text, reply_id, client_msg_id)
+            message = Message(id=str(row["id"]), user_id=str(author.user_id), text=text,
+                              username=author.username, reply_to=reply_to,
+                              client_msg_id=client_msg_id, created_at=row["created_at"].isoformat())
+            frame = NewMessage(room_id=str(room_id), seq=seq, message=message)
+            encoded = await self._append(conn, room_id, seq, author.user_id, frame)
+            return Written(seq, message.id, encoded, True)
+
+        return await self._write(room_id, body)
+
+    async def share_document(self, room_id: uuid.UUID, author: Author, document_id: uuid.UUID,
+                             title: str | None, note: str | None,
+                             client_msg_id: str | None) -> Written:
+        """A document share: a chat message of kind `document_share` + `document_shared`.
+        The caller has checked that the document exists and may be shared."""
+
+        async def body(conn: asyncpg.Connection, seq: int) -> Written:
+            await self._resent(conn, room_id, author.user_id, client_msg_id)
+            row = await conn.fetchrow(
+                """INSERT INTO chat_messages (room_id, seq, sender_id, message_type, content,
+                       metadata, client_msg_id)
+                   VALUES ($1, $2, $3, 'document_share', $4, $5, $6) RETURNING id""",
+                room_id, seq, author.user_id, note or "",
+                {"document_id": str(document_id), "title": title}, client_msg_id)
+            frame = DocumentShared(room_id=str(room_id), seq=seq, document_id=str(document_id),
+                                   shared_by=str(author.user_id), title=title, note=note,
+                                   message_id=str(row["id"]))
+            encoded = await self._append(conn, room_id, seq, author.user_id, frame)
+            return Written(seq, str(row["id"]), encoded, True)
+
+        return await self._write(room_id, body)
+
+    async def create_highlight(self, room_id: uuid.UUID, author: Author, document_id: uuid.UUID,
+                               frame: HighlightCreate) -> Written:
+        """A highlight row + `highlight_created`; `message_id` of the answer is the highlight id."""
+        if len(frame.text) > HIGHLIGHT_MAX_CHARS:
+            raise errors.BadRequest(f"a highlight is at most {HIGHLIGHT_MAX_CHARS} characters",
+                                    code="invalid_frame")
+        position = frame.position.model_dump(exclude_none=True) if frame.position else {}
+
+        async def body(conn: asyncpg.Connection, seq: int) -> Written:
+            if frame.client_msg_id is not None:
+                row = await conn.fetchrow(
+                    """SELECT seq, payload->'highlight'->>'id' AS id FROM room_events
+                       WHERE room_id = $1 AND actor_id = $2 AND event_type = 'highlight_created'
+                         AND payload->'highlight'->>'client_msg_id' = $3""",
+                    room_id, author.user_id, frame.client_msg_id)
+                if row is not None:
+                    raise _Rollback(Written(int(row["seq"]), row["id"], None, False))
+            hid = await conn.fetchval(
+                """INSERT INTO highlights (document_id, room_id, user_id, text, context_before,
+                       context_after, page, position)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+                document_id, room_id, author.user_id, frame.text, frame.context_before or "",
+                frame.context_after or "", frame.page, position)
+            highlight = Highlight(
+                id=str(hid), document_id=str(document_id), user_id=str(author.user_id),
+                text=frame.text, context_before=frame.context_before,
+                context_after=frame.context_after, page=frame.page,
+                position=Position(**position) if position else None,
+                client_msg_id=frame.client_msg_id)
+            event = HighlightCreated(room_id=str(room_id), seq=seq, highlight=highlight)
+            encoded = await self._append(conn, room_id, seq, author.user_id, event)
+            return Written(seq, str(hid), encoded, True)
+
+        return await self._write(room_id, body)
+
+    async def react(self, room_id: uuid.UUID, user_id: uuid.UUID, message_id: str, emoji: str,
+                    added: bool) -> Written:
+        """Add or remove one reaction (`reaction_updated` with the new counts); a no-op
+        (adding twice, removing what is absent) writes nothing."""
+        mid = as_uuid(message_id, "message_not_found", "message")
+
+        async def body(conn: asyncpg.Connection, seq: int) -> Written:
+            await self._live_message(conn, room_id, mid)
+            if added:
+                changed = await conn.fetchval(
+                    """INSERT INTO message_reactions (message_id, user_id, emoji) VALUES ($1, $2, $3)
+                       ON CONFLICT DO NOTHING RETURNING 1""", mid, user_id, emoji)
+            else:
+                changed = await conn.fetchval(
+                    """DELETE FROM message_reactions WHERE message_id = $1 AND user_id = $2
+                       AND emoji = $3 RETURNING 1""", mid, user_id, emoji)
+            if not changed:
+                raise _Rollback(Written(None, message_id, None, False))
+            rows = await conn.fetch(
+                """SELECT emoji, count(*) AS n FROM message_reactions WHERE message_id = $1
+                   GROUP BY emoji ORDER BY emoji""", mid)
+            counts = {row["emoji"]: int(row["n"]) for row in rows}
+            await conn.execute("UPDATE chat_messages SET reactions = $2 WHERE id = $1", mid, counts)
+            frame = ReactionUpdated(room_id=str(room_id), seq=seq, message_id=str(mid), emoji=emoji,
+                                    user_id=str(user_id), added=added, reactions=counts)
+            encoded = await self._append(conn, room_id, seq, user_id, frame)
+            return Written(seq, str(mid), encoded, True)
+
+        return await self._write(room_id, body)
+
+    async def message_author(self, room_id: uuid.UUID, message_id: str) -> uuid.UUID | None:
+        """The sender of a live message of the room; 404 `message_not_found` otherwise."""
+        mid = as_uuid(message_id, "message_not_found", "message")
+        row = await self._pool.fetchrow(
+            "SELECT sender_id FROM chat_messages WHERE id = $1 AND room_id = $2 AND NOT is_deleted",
+            mid, room_id)
+        if row is None:
+            raise errors.NotFound("no such message in this room", code="message_not_found")
+        return row["sender_id"]  # type: ignore[no-any-return]
+
+    async def moderate(self, room_id: uuid.UUID, actor_id: uuid.UUID, message_id: str, *,
+                       deleted: bool | None = None, pinned: bool | None = None) -> Written:
+        """Delete (soft) or pin/unpin a message (`message_updated`); a no-op writes nothing.
+        The caller checks the actor's right to do it."""
+        mid = as_uuid(message_id, "message_not_found", "message")
+
+        async def body(conn: asyncpg.Connection, seq: int) -> Written:
+            current = await self._live_message(conn, room_id, mid)
+            if deleted:
+                await conn.execute(
+                    """UPDATE chat_messages SET is_deleted = true, deleted_by = $2,
+                       deleted_at = now() WHERE id = $1""", mid, actor_id)
+            elif pinned is not None and pinned != current["is_pinned"]:
+                await conn.execute("UPDATE chat_messages SET is_pinned = $2 WHERE id = $1", mid, pinned)
+            else:
+                raise _Rollback(Written(None, message_id, None, False))
+            frame = MessageUpdated(room_id=str(room_id), seq=seq, message_id=str(mid),
+                                   by=str(actor_id), deleted=deleted, pinned=pinned)
+            encoded = await self._append(conn, room_id, seq, actor_id, frame)
+            return Written(seq, str(mid), encoded, True)
+
+        return await self._write(room_id, body)
+
+    @staticmethod
+    async def _live_message(conn: asyncpg.Connection, room_id: uuid.UUID,
+                            mid: uuid.UUID) -> asyncpg.Record:
+        row = await conn.fetchrow(
+            """SELECT is_pinned FROM chat_messages WHERE id = $1 AND room_id = $2
+               AND NOT is_deleted FOR UPDATE""", mid, room_id)
+        if row is None:
+            raise errors.NotFound("no such message in this room", code="message_not_found")
+        return row
+
+
+def _message_row(row: asyncpg.Record) -> dict[str, Any]:
+    deleted = bool(row["is_deleted"])
+    return {
+        "id": str(row["id"]), "seq": int(row["seq"]),
+        "user_id": None if row["sender_id"] is None else str(row["sender_id"]),
+        "username": row["username"], "kind": row["message_type"],
+        "text": "" if deleted else row["content"],
+        "reply_to": None if row["reply_to"] is None else str(row["reply_to"]),
+        "client_msg_id": row["client_msg_id"], "created_at": row["created_at"].isoformat(),
+        "pinned": bool(row["is_pinned"]), "deleted": deleted,
+        "reactions": row["reactions"] or {}, "metadata": {} if deleted else (row["metadata"] or {}),
+    }

@@ -1,0 +1,396 @@
+"""`/ws/rooms/{room_id}`: the WebSocket edge (the only module importing Starlette's WebSocket).
+
+Handshake (see docs/protocol.md): refusals known before accept (bad Origin, bad room id or
+`last_seq`, an offered bearer token that is unknown/revoked, a join the room policy refuses)
+are HTTP denial responses with the JSON error body of the REST API, so a browser never sees
+an open socket. A client that authenticates with a first `auth` frame is accepted first;
+its refusals are an `error` frame then a close with the matching 41xx code.
+
+Per connection: handshaking -> joined -> closed. Frames are handled one at a time in
+arrival order; every refusal is a typed `error` frame and never closes the socket, except:
+a frame over 64 KiB (close 1009) and a rate-limit flood (close 4004).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from enum import Enum
+from typing import Any
+
+import orjson
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from roomserver import errors
+from roomserver.api.http import JSONResponse
+from roomserver.errors import CloseCode
+from roomserver.hub import Connection
+from roomserver.protocol import (
+    MAX_FRAME_BYTES,
+    SUBPROTOCOL,
+    Auth,
+    Error,
+    Member,
+    ProtocolError,
+    Recovered,
+    Resume,
+    RoomInfo,
+    Welcome,
+    decode_client,
+    encode,
+    token_from_subprotocols,
+)
+from roomserver.ratelimit import RateLimiter
+from roomserver.realtime import Caller, Realtime
+from roomserver.sessions import Session
+from roomserver.state import AppState
+
+log = logging.getLogger(__name__)
+
+HOLD_MAX = 4096
+"""Frames buffered for one socket while it recovers; past it the socket must resume again."""
+FLOOD_STRIKES = 20
+"""Rate-limited frames (refilling one per second) a socket may send before it is closed 4004."""
+
+REFUSAL_CLOSE = {
+    "banned": CloseCode.BANNED, "room_closed": CloseCode.ROOM_CLOSED,
+    "room_not_found": CloseCode.ROOM_NOT_FOUND, "insufficient_holdings": CloseCode.NO_LONGER_QUALIFIES,
+    "not_in_collection": CloseCode.NO_LONGER_QUALIFIES,
+}
+
+
+class Phase(Enum):
+    HANDSHAKING = "handshaking"
+    JOINED = "joined"
+    CLOSED = "closed"
+
+
+class SocketOutlet:
+    """The hub's `Outlet` over a raw ASGI `send`.
+
+    `write` steps the ASGI send coroutine once: under uvicorn it completes without
+    suspending while the transport is writable, so nothing waits. If it would suspend, the
+    frame is finished by a small task and later writes answer False (the hub backlogs them).
+    `hold()` buffers frames while a recovery replay is sent; `release(up_to)` then drops
+    durable frames with seq <= up_to (already replayed) and sends the rest in order.
+    """
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._inflight: asyncio.Task[None] | None = None
+        self._held: list[str] | None = None
+        self._overflow = False
+        self._skip_through: int | None = None
+        self.closed = False
+
+    def write(self, text: str) -> bool:
+        if self.closed:
+            return True  # swallowed: the socket is going away
+        if self._held is not None:
+            self._hold(text)
+            return True
+        if self._skip(text):
+            return True
+        if self._inflight is not None and not self._inflight.done():
+            return False
+        coro = self._send({"type": "websocket.send", "text": text})
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return True
+        except Exception:
+            self.closed = True  # the peer is gone; the receive loop will notice
+            return True
+        self._inflight = asyncio.ensure_future(self._finish(coro, waiting))
+        return True
+
+    @staticmethod
+    async def _finish(coro: Any, waiting: Any) -> None:
+        try:
+            while True:
+                if isinstance(waiting, asyncio.Future):
+                    await asyncio.wait([waiting])
+                else:
+                    await asyncio.sleep(0)
+                waiting = coro.send(None)
+        except StopIteration:
+            pass
+        except Exception:
+            log.debug("send to a closing socket failed", exc_info=True)
+        finally:
+            coro.close()
+
+    async def send(self, text: str) -> None:
+        if self.closed:
+            return
+        if self._held is not None:
+            self._hold(text)
+            return
+        if not self._skip(text):
+            await self.send_now(text)
+
+    async def send_now(self, text: str) -> None:
+        """Send past any hold (for welcome and replays), after the in-flight frame."""
+        if self._inflight is not None and not self._inflight.done():
+            await asyncio.wait([self._inflight])
+        if self.closed:
+            return
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except Exception:
+            self.closed = True
+
+    async def reply(self, text: str) -> None:
+        """A direct answer (ack, error, pong) in order with what the hub hands this socket."""
+        if not self.write(text):
+            await self.send(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
+
+    def hold(self) -> None:
+        self._held, self._overflow = [], False
+
+    async def release(self, up_to: int | None) -> bool:
+        """Stop holding; False if the hold overflowed (frames were lost: resume again)."""
+        held, self._held = self._held or [], None
+        if self._overflow:
+            return False
+        self._skip_through = up_to
+        for text in held:
+            await self.send(text)
+        return True
+
+    def _hold(self, text: str) -> None:
+        assert self._held is not None
+        if len(self._held) >= HOLD_MAX:
+            self._overflow = True
+            self._held.clear()
+        elif not self._overflow:
+            self._held.append(text)
+
+    def _skip(self, text: str) -> bool:
+        """Drop a durable frame the socket already got by replay (seq <= skip_through)."""
+        if self._skip_through is None:
+            return False
+        seq = orjson.loads(text).get("seq")
+        if not isinstance(seq, int) or text.startswith('{"type":"welcome"'):
+            return False
+        if seq <= self._skip_through:
+            return True
+        self._skip_through = None  # live delivery has passed the replay
+        return False
+
+
+def _error_frame(exc: errors.RoomserverError, ref: str | None) -> str:
+    retry = exc.retry_after if isinstance(exc, errors.RateLimited) else None
+    return encode(Error(code=exc.code, message=exc.message[:500], ref=ref,
+                        retry_after=None if retry is None else round(retry, 3)))
+
+
+class RoomSocket:
+    """One socket's life: handshake, join, frame loop, leave."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.ws = WebSocket(scope, receive, send)
+        self.state: AppState = scope["state"]["rs"]
+        self.realtime: Realtime = self.state.realtime
+        self.outlet = SocketOutlet(send)
+        self.phase = Phase.HANDSHAKING
+        self.flood = RateLimiter(1.0, FLOOD_STRIKES)
+
+    async def run(self) -> None:
+        try:
+            room_id, last_seq = self._parse_target()
+            self._check_origin()
+            offered = list(self.ws.scope.get("subprotocols") or [])
+            token = token_from_subprotocols(offered)
+            session = None if token is None else await self._resolve(token)
+            caller = None if session is None else await self._admit(session, room_id)
+        except errors.RoomserverError as exc:
+            log.info("websocket refused before accept: %s %s", exc.code, exc.message)
+            await self.ws.send_denial_response(JSONResponse(exc.to_body(), status_code=exc.status))
+            return
+        await self.ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        if caller is None:
+            caller = await self._auth_frame(room_id)
+            if caller is None:
+                return
+        await self._joined(caller, last_seq)
+
+    # ---- handshake ----
+
+    def _parse_target(self) -> tuple[uuid.UUID, int | None]:
+        try:
+            room_id = uuid.UUID(self.ws.path_params["room_id"])
+        except ValueError:
+            raise errors.NotFound("no such room", code="room_not_found") from None
+        raw = self.ws.query_params.get("last_seq")
+        if raw is None:
+            return room_id, None
+        if not raw.isdigit() or len(raw) > 18:
+            raise errors.BadRequest("last_seq must be a non-negative integer", code="invalid_last_seq")
+        return room_id, int(raw)
+
+    def _check_origin(self) -> None:
+        origin = self.ws.headers.get("origin")
+        if origin is not None and origin.rstrip("/") not in self.state.settings.cors_origins:
+            raise errors.Forbidden("this origin may not open sockets here", code="bad_origin")
+
+    async def _resolve(self, token: str) -> Session:
+        session = await self.state.sessions.resolve(token)
+        if session is None:
+            raise errors.Unauthorized("the session is unknown, expired or revoked",
+                                      code="session_invalid")
+        return session
+
+    async def _admit(self, session: Session, room_id: uuid.UUID) -> Caller:
+        member = await self.state.rooms.admit(session.user_id, session.wallet_address, room_id)
+        return Caller(room_id=room_id, user_id=session.user_id, session_id=session.id,
+                      username=member.username, wallet_address=member.wallet_address,
+                      role=member.role)
+
+    async def _auth_frame(self, room_id: uuid.UUID) -> Caller | None:
+        """Wait for `{"type":"auth"}`; on failure send an error and close (41xx)."""
+        timeout = self.state.settings.ws_auth_timeout_seconds
+        try:
+            message = await asyncio.wait_for(self.ws.receive(), timeout)
+            if message["type"] == "websocket.disconnect":
+                return None
+            frame = decode_client(message.get("text") or message.get("bytes") or b"")
+            if not isinstance(frame, Auth):
+                raise errors.Unauthorized("authenticate first: send an auth frame",
+                                          code="not_authenticated")
+            return await self._admit(await self._resolve(frame.token), room_id)
+        except TimeoutError:
+            exc: errors.RoomserverError = errors.Unauthorized(
+                "no auth frame in time", code="auth_timeout")
+        except errors.RoomserverError as refusal:
+            exc = refusal
+        log.info("websocket refused after accept: %s", exc.code)
+        await self.outlet.send_now(_error_frame(exc, None))
+        code = REFUSAL_CLOSE.get(exc.code, CloseCode.UNAUTHORIZED if exc.status == 401
+                                 else CloseCode.FORBIDDEN)
+        await self.outlet.close(code, exc.code)
+        return None
+
+    # ---- joined ----
+
+    async def _joined(self, caller: Caller, last_seq: int | None) -> None:
+        room = str(caller.room_id)
+        conn = Connection(self.outlet, room, str(caller.user_id))
+        self.outlet.hold()
+        try:
+            seq, members = await self.realtime.attach(conn, caller)
+            info = await self.state.rooms.get(caller.room_id, caller.user_id)
+            self.phase = Phase.JOINED
+            await self.outlet.send_now(encode(Welcome(
+                you=caller.member, presence=[_member(m) for m in members], seq=seq,
+                room=RoomInfo(id=room, name=info.name, room_type=info.room_type))))
+            up_to = seq if last_seq is None else await self._replay(caller, last_seq)
+            if not await self.outlet.release(up_to):
+                await self.outlet.close(CloseCode.INSUFFICIENT_STATE, "recovery overflowed")
+                return
+            await self._loop(caller)
+        except Exception:
+            log.exception("websocket for room %s failed", room)
+            await self.outlet.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            self.phase = Phase.CLOSED
+            await self.realtime.detach(conn, caller)
+            await self.outlet.close(CloseCode.NORMAL, "")
+
+    async def _replay(self, caller: Caller, last_seq: int) -> int:
+        """Send events after `last_seq` then `recovered`; returns the seq replayed up to."""
+        history = self.realtime.history
+        room = str(caller.room_id)
+        current = await history.current_seq(room)
+        window = self.realtime.config.recovery_window
+        complete = last_seq <= current and current - last_seq <= window
+        if complete:
+            for _, text in await history.fetch_range(room, last_seq, current):
+                await self.outlet.send_now(text)
+        await self.outlet.send_now(encode(Recovered(complete=complete, from_seq=min(last_seq, current),
+                                                    to_seq=current)))
+        return current
+
+    async def _loop(self, caller: Caller) -> None:
+        while not self.outlet.closed:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            raw = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "replace"))
+            if size > MAX_FRAME_BYTES:
+                log.info("closing socket of %s: frame of %d bytes", caller.user_id, size)
+                await self.outlet.close(CloseCode.MESSAGE_TOO_BIG, "frame too large")
+                return
+            await self._frame(caller, raw)
+
+    async def _frame(self, caller: Caller, raw: str | bytes) -> None:
+        ref: str | None = None
+        try:
+            frame = decode_client(raw)
+            ref = frame.client_msg_id
+            if isinstance(frame, Resume):
+                await self._resume(caller, frame.last_seq)
+                return
+            if isinstance(frame, Auth):
+                raise errors.BadRequest("already authenticated", code="unexpected_frame")
+            answer = await self.realtime.handle(caller, frame)
+            if answer is not None:
+                await self.outlet.reply(answer)
+        except ProtocolError as exc:
+            log.info("bad frame from %s: %s %s", caller.user_id, exc.code, exc.message)
+            await self.outlet.reply(_error_frame(exc, exc.ref))
+        except errors.RateLimited as exc:
+            await self.outlet.reply(_error_frame(exc, ref))
+            if self.flood.acquire("strikes") > 0:
+                log.info("closing socket of %s: rate-limit flood", caller.user_id)
+                await self.outlet.close(CloseCode.FLOOD, "flood")
+        except errors.RoomserverError as exc:
+            log.info("frame from %s refused: %s %s", caller.user_id, exc.code, exc.message)
+            await self.outlet.reply(_error_frame(exc, ref))
+        except Exception:
+            log.exception("frame from %s failed", caller.user_id)
+            await self.outlet.reply(_error_frame(
+                errors.RoomserverError("internal error; it has been logged"), ref))
+
+    async def _resume(self, caller: Caller, last_seq: int) -> None:
+        self.outlet.hold()
+        up_to: int | None = None
+        try:
+            up_to = await self._replay(caller, last_seq)
+        finally:
+            if not await self.outlet.release(up_to):
+                await self.outlet.close(CloseCode.INSUFFICIENT_STATE, "recovery overflowed")
+
+
+def _member(info: dict[str, Any]) -> Member:
+    return Member(**{k: v for k, v in info.items() if v is not None})
+
+
+async def room_socket(scope: Scope, receive: Receive, send: Send) -> None:
+    """The ASGI app of `/ws/rooms/{room_id}`."""
+    await RoomSocket(scope, receive, send).run()
+
+
+def routes() -> list[WebSocketRoute]:
+    return [WebSocketRoute("/ws/rooms/{room_id}", RoomSocketApp())]
+
+
+class RoomSocketApp:
+    """ASGI callable (a class instance, so Starlette hands it the raw `send`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await room_socket(scope, receive, send)

@@ -1,0 +1,94 @@
+"""A room socket client for tests: connects like a browser would, reads typed frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.clients import SignedInUser
+
+Frame = dict[str, Any]
+
+
+def ws_url(base_url: str, room_id: str, **query: Any) -> str:
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    return base_url.replace("http://", "ws://") + f"/ws/rooms/{room_id}" + (f"?{qs}" if qs else "")
+
+
+class RoomClient:
+    """One socket in one room; `frames` keeps everything received, in order."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+        self.frames: list[Frame] = []
+        self._cursor = 0
+
+    @classmethod
+    async def open(cls, base_url: str, user: SignedInUser, room_id: str, *,
+                   origin: str | None = None, **query: Any) -> RoomClient:
+        conn = await connect(ws_url(base_url, room_id, **query),
+                             subprotocols=["roomserver.v1", f"bearer.{user.token}"],  # type: ignore[list-item]
+                             origin=origin, compression=None, max_size=None, open_timeout=10)  # type: ignore[arg-type]
+        client = cls(conn)
+        welcome = await client.next()
+        assert welcome["type"] == "welcome", welcome
+        return client
+
+    async def send(self, **frame: Any) -> None:
+        await self.conn.send(orjson.dumps(frame).decode())
+
+    async def next(self, timeout: float = 10) -> Frame:
+        """The next frame not yet returned by `next`/`wait_for`."""
+        while self._cursor >= len(self.frames):
+            raw = await asyncio.wait_for(self.conn.recv(), timeout)
+            self.frames.append(orjson.loads(raw))
+        frame = self.frames[self._cursor]
+        self._cursor += 1
+        return frame
+
+    async def wait_for(self, match: Callable[[Frame], bool], timeout: float = 10) -> Frame:
+        """Skip frames until one matches."""
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.next(timeout)
+                if match(frame):
+                    return frame
+
+    async def request(self, timeout: float = 10, **frame: Any) -> Frame:
+        """Send a frame with a client_msg_id and return its ack or error."""
+        ref = frame["client_msg_id"]
+        await self.send(**frame)
+        return await self.wait_for(
+            lambda f: f.get("type") in ("ack", "error") and (f.get("client_msg_id") == ref or f.get("ref") == ref),
+            timeout)
+
+    async def closed_with(self, timeout: float = 10) -> int | None:
+        """Read until the server closes; the close code it sent."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    self.frames.append(orjson.loads(await self.conn.recv()))
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        return None
+
+    def durable(self) -> list[Frame]:
+        return [f for f in self.frames if isinstance(f.get("seq"), int) and f["type"] != "welcome"]
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.conn.close()
+
+
+async def create_room(http: httpx.AsyncClient, owner: SignedInUser, **body: Any) -> str:
+    answer = await http.post("/api/v1/rooms", headers=owner.headers,
+                             json={"name": "Thermo", "room_type": "public", **body})
+    assert answer.status_code == 201, answer.text
+    return str(answer.json()["id"])
