@@ -118,6 +118,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
     state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate)
     state.realtime = await open_realtime(settings, stack, pool, state.rooms, state.sessions, modes)
     state.health_checks["redis"] = state.realtime.health
+    start_rechecker(state, stack, state.realtime.hub, state.realtime.broker)
 
     async def solana_health() -> dict[str, Any]:
         healthy = await rpc.is_connected()

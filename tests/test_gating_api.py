@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from roomserver import solana_dev as dev
 from roomserver.config import Settings
+from roomserver.errors import CloseCode
 from roomserver.ledger.process import LedgerProcess, free_port, start_ledger
 from roomserver.wallet import Wallet
 from tests.clients import SignedInUser, sign_in
+from tests.ws_client import RoomClient, ws_url
+
+RECHECK_SECONDS = 1
 
 
 @dataclasses.dataclass
@@ -49,7 +57,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
 
 @pytest.fixture(scope="module")
 def settings(settings: Settings, chain: Chain) -> Settings:
-    return dataclasses.replace(settings, solana_rpc_url=chain.url)
+    return dataclasses.replace(settings, solana_rpc_url=chain.url, gate_recheck_seconds=RECHECK_SECONDS)
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +233,38 @@ async def test_ledger_down_fails_new_joins_closed_and_health_shows_it(
 
     assert (await http.get("/health")).json()["components"]["solana"]["ok"] is True
     assert (await join(http, newcomer, room["id"])).status_code == 200, "the restarted ledger kept the mint"
+
+
+async def test_a_member_who_transfers_their_nft_away_is_closed_4106_and_the_buyer_gets_in(
+    http: httpx.AsyncClient, base_url: str, rpc: AsyncClient, payer: Keypair
+) -> None:
+    owner, seller, buyer = [await person(http) for _ in range(3)]
+    collection = await dev.create_collection(rpc, payer, "Seminar", "SEM", "u")
+    nft = await dev.mint_nft(rpc, payer, collection, seller.pubkey, "Seminar #1", "SEM", "u")
+    room = (await create(http, owner, room_type="nft_gated", access_nft_collection=str(collection))).json()
+    watching = await RoomClient.open(base_url, owner.user, room["id"])
+    selling = await RoomClient.open(base_url, seller.user, room["id"])  # the handshake admits
+    try:
+        await watching.wait_for(lambda f: f["type"] == "user_joined")
+        await dev.transfer(rpc, seller.keypair, nft, buyer.pubkey, 1, payer)
+        moved = time.monotonic()
+        assert await selling.closed_with(timeout=RECHECK_SECONDS + 10) == CloseCode.NO_LONGER_QUALIFIES
+        assert time.monotonic() - moved < RECHECK_SECONDS + 3, "closed within the re-check interval"
+        left = await watching.wait_for(lambda f: f["type"] == "user_left")
+        assert (left["user_id"], left["reason"]) == (seller.user.user_id, "no_longer_qualifies")
+
+        with pytest.raises(InvalidStatus) as refused:  # reconnecting is refused before accept
+            async with connect(ws_url(base_url, room["id"]),
+                               subprotocols=["roomserver.v1", f"bearer.{seller.user.token}"]):  # type: ignore[list-item]
+                pass
+        assert refused.value.response.status_code == 403
+        assert orjson.loads(refused.value.response.body or b"{}")["error"]["code"] == "not_in_collection"
+        buying = await RoomClient.open(base_url, buyer.user, room["id"])
+        await buying.close()
+    finally:
+        await watching.close()
+        await selling.close()
+    participants = await http.get(f"/api/v1/rooms/{room['id']}/participants", headers=owner.user.headers)
+    assert {p["user_id"] for p in participants.json()["participants"]} == {owner.user.user_id, buyer.user.user_id}
+    recheck = (await http.get("/health")).json()["components"]["solana"]["detail"]["recheck"]
+    assert recheck["removed"] >= 1
