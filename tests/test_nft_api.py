@@ -33,7 +33,13 @@ from roomserver.config import Settings
 from roomserver.gating import Gate, Gatekeeper, MemoryGateCache
 from roomserver.ledger.process import LedgerProcess
 from roomserver.pgembed import free_port
-from roomserver.spl_token import TOKEN_GROUP_MEMBER, TOKEN_METADATA, decode_account, decode_mint, encode_mint
+from roomserver.spl_token import (
+    TOKEN_GROUP_MEMBER,
+    TOKEN_METADATA,
+    decode_account,
+    decode_mint,
+    encode_mint,
+)
 from tests.clients import SignedInUser, sign_in
 from tests.ledger.fixtures import ledger, payer, rpc
 from tests.servers import run_app
