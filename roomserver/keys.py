@@ -51,7 +51,7 @@ class ServerKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("server keys are not serialisable")
 
 
