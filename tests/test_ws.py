@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from roomserver.config import Settings
 from roomserver.pgembed import free_port
-from tests.clients import SignedInUser, sign_in
+from tests.clients import sign_in
 from tests.ws_client import RoomClient, create_room, ws_url
 
 

@@ -12,6 +12,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from roomserver.protocol import DURABLE_TYPES
 from tests.clients import SignedInUser
 
 Frame = dict[str, Any]
@@ -80,7 +81,7 @@ class RoomClient:
         return None
 
     def durable(self) -> list[Frame]:
-        return [f for f in self.frames if isinstance(f.get("seq"), int) and f["type"] != "welcome"]
+        return [f for f in self.frames if f["type"] in DURABLE_TYPES]
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
