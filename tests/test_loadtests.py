@@ -1,0 +1,198 @@
+"""loadtests: the trace format, the scenario generator, the delivery judge, and a small replay
+against the real app (what CI runs: it fails on any lost or out-of-order durable message)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+
+from loadtests.__main__ import main
+from loadtests.metrics import Stream, merge
+from loadtests.replay import TargetError, targets
+from loadtests.scenario import Scenario, generate
+from loadtests.trace import (
+    EVENT_TYPES,
+    TraceError,
+    TraceEvent,
+    TraceHeader,
+    TraceWriter,
+    dumps_event,
+    iter_trace,
+    loads_line,
+    read_trace,
+)
+from roomserver.config import Settings
+
+labels = st.text(min_size=1, max_size=20)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=30)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8)
+events = st.builds(
+    TraceEvent, t=st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False),
+    room=labels, user=labels, type=st.sampled_from(sorted(EVENT_TYPES)),
+    payload=st.dictionaries(st.text(max_size=10), json_values, max_size=4))
+
+
+@given(events)
+def test_an_event_survives_a_line_round_trip(event: TraceEvent) -> None:
+    line = dumps_event(event)
+    assert b"\n" not in line
+    assert loads_line(line) == event
+
+
+@given(st.lists(events, max_size=20), st.dictionaries(st.text(max_size=8), st.integers(-2**53, 2**53), max_size=3))
+def test_a_trace_survives_a_file_round_trip(items: list[TraceEvent], meta: dict[str, int]) -> None:
+    buffer = io.BytesIO()
+    writer = TraceWriter(buffer, TraceHeader(source="recording", meta=meta))
+    for item in items:
+        writer.write(item)
+    parsed = list(iter_trace(buffer.getvalue().splitlines()))
+    assert parsed[0] == TraceHeader(source="recording", meta=meta, created_at=parsed[0].created_at)
+    assert parsed[1:] == items
+
+
+@pytest.mark.parametrize("line, message", [
+    (b"{not json", "not valid JSON"),
+    (b"[1]", "JSON object"),
+    (b'{"t":-1,"room":"r","user":"u","type":"join"}', "t"),
+    (b'{"t":1,"room":"r","user":"u","type":"teleport"}', "unknown event type"),
+    (b'{"t":1,"room":"","user":"u","type":"join"}', "room"),
+])
+def test_a_bad_line_is_refused_with_its_number(line: bytes, message: str) -> None:
+    with pytest.raises(TraceError) as refused:
+        list(iter_trace([b'{"kind":"header","version":1}', line]))
+    assert refused.value.line == 2 and message in str(refused.value)
+
+
+def test_a_header_after_the_first_line_is_refused() -> None:
+    event = dumps_event(TraceEvent(t=0, room="r", user="u", type="join"))
+    with pytest.raises(TraceError, match="first line"):
+        list(iter_trace([event, b'{"kind":"header"}']))
+
+
+scenarios = st.builds(
+    Scenario, rooms=st.integers(1, 3), members=st.integers(1, 6), duration=st.floats(1, 40),
+    message_rate=st.floats(0, 2), reaction_rate=st.floats(0, 1), tutor_rate=st.floats(0, 0.5),
+    churn=st.floats(0, 1), storms=st.lists(st.floats(0, 40), max_size=2).map(tuple),
+    max_durable_per_minute=st.integers(10, 120), seed=st.integers(0, 2**32))
+
+
+@hsettings(max_examples=40, deadline=None)
+@given(scenarios)
+def test_generated_traces_keep_their_promises(s: Scenario) -> None:
+    trace = generate(s)
+    assert trace == generate(s)  # deterministic
+    assert [e.t for e in trace] == sorted(e.t for e in trace)
+    assert all(0 <= e.t <= s.duration for e in trace)
+    chats: dict[str, float] = {}
+    online: dict[str, bool] = {}
+    durable: dict[str, list[float]] = {}
+    for e in trace:
+        if e.type == "join":
+            assert not online.get(e.user), "joined twice"
+            online[e.user] = True
+        elif e.type == "leave":
+            assert online.get(e.user)
+            online[e.user] = False
+        else:
+            assert online.get(e.user), f"{e.type} while offline"
+        if e.durable:
+            durable.setdefault(e.user, []).append(e.t)
+        if e.type == "chat_message":
+            chats[e.payload["client_msg_id"]] = e.t
+        if e.type == "reaction_add":
+            assert chats[e.payload["message_ref"]] < e.t
+            assert e.payload["message_ref"].startswith(f"user-{e.room.split('-')[1]}-")
+    for times in durable.values():
+        assert all(b - a >= 60 / s.max_durable_per_minute - 1e-6 for a, b in zip(times, times[1:]))
+
+
+def test_a_busier_scenario_sends_more() -> None:
+    quiet = Counter(e.type for e in generate(Scenario(rooms=2, members=10, duration=30, message_rate=0.05, churn=0)))
+    busy = Counter(e.type for e in generate(Scenario(rooms=2, members=10, duration=30, message_rate=0.5, churn=0)))
+    assert quiet["join"] == busy["join"] == 20
+    assert busy["chat_message"] > 3 * quiet["chat_message"] > 0
+
+
+@given(st.integers(0, 50), st.permutations(list(range(1, 40))), st.integers(0, 39), st.data())
+def test_the_judge_counts_every_lost_duplicated_and_reordered_seq(
+        base: int, order: list[int], dropped: int, data: st.DataObject) -> None:
+    seqs = [base + s for s in order]
+    lost = set(data.draw(st.lists(st.sampled_from(seqs), max_size=dropped, unique=True)))
+    dups = data.draw(st.lists(st.sampled_from(seqs), max_size=3))
+    stream = Stream()
+    stream.baseline(base)
+    delivered = [s for s in seqs if s not in lost] + [d for d in dups if d not in lost]
+    for seq in delivered:
+        stream.deliver(seq)
+    stream.connected = True
+    top = base + 39
+    judged = merge([_part(stream, top)], 1.0)["durable"]
+    assert judged["lost"] == len(lost)
+    assert judged["duplicated"] == len([d for d in dups if d not in lost])
+    in_order = all(a < b for a, b in zip(delivered[: len(delivered) - len(dups)],
+                                         delivered[1: len(delivered) - len(dups)]))
+    assert (judged["out_of_order"] == 0) == in_order
+
+
+def _part(stream: Stream, top: int) -> dict[str, object]:
+    return {"counts": {}, "sent": {}, "received": {}, "errors": {}, "connect_failures": {}, "drops": {},
+            "skipped": {}, "latency_at": [], "latency": [], "ack_latency": [], "recovery": [], "tutor": [],
+            "room_high": {"r": top}, "streams": [["r", "u", stream.high, sorted(stream.missing),
+                                                   stream.received, stream.duplicates, stream.out_of_order,
+                                                   stream.connected]]}
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com", "file:///etc/passwd", "localhost:8000", "http://", "redis://x"])
+def test_the_replayer_refuses_urls_that_are_not_a_web_server(url: str, tmp_path: Path) -> None:
+    with pytest.raises(TargetError):
+        targets(url)
+    trace = tmp_path / "t.jsonl"
+    trace.write_bytes(dumps_event(TraceEvent(t=0, room="r", user="u", type="join")) + b"\n")
+    assert main(["replay", str(trace), "--url", url, "--quiet"]) == 2
+
+
+def test_ws_and_http_urls_map_to_both_bases() -> None:
+    assert targets("ws://127.0.0.1:9/x/") == ("http://127.0.0.1:9/x", "ws://127.0.0.1:9/x")
+    assert targets("https://rooms.example") == ("https://rooms.example", "wss://rooms.example")
+
+
+async def test_a_small_replay_delivers_every_durable_message_once_in_order(
+        settings: Settings, tmp_path: Path) -> None:
+    from tests.servers import run_app
+
+    trace = tmp_path / "ci.jsonl"
+    assert main(["generate", str(trace), "--rooms", "10", "--members", "20", "--duration", "5",
+                 "--message-rate", "0.3", "--reaction-rate", "0.1", "--churn", "0.2",
+                 "--storm", "2.5", "--storm-fraction", "0.3", "--seed", "8"]) == 0
+    out = tmp_path / "report"
+    async with run_app(settings) as url:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtests", "replay", str(trace), "--url", url, "--drain", "10",
+            "--duration-limit", "30", "--out", str(out),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode == 0, stdout.decode()[-3000:] + stderr.decode()[-3000:]
+    result = orjson.loads((out / "result.json").read_bytes())
+    assert result["ok"] is True
+    assert result["durable"]["lost"] == 0 and result["durable"]["out_of_order"] == 0
+    assert result["durable"]["duplicated"] == 0
+    assert result["sockets"]["opened"] >= 200 and not result["sockets"]["failed"]
+    assert result["sockets"]["reconnects"] > 0 and result["recovery"]["complete"] > 0
+    sent_chats = result["sent"]["chat_message"]
+    assert result["acked"] >= sent_chats > 50
+    # every chat reaches (nearly) the whole room: 20 members each
+    assert result["received"]["new_message"] > 10 * sent_chats
+    assert result["latency_ms"]["count"] == result["received"]["new_message"]
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "PASS" in (out / "summary.txt").read_text()
+    assert "delivered" in stdout.decode()
