@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from roomserver import errors, nft
+from roomserver import errors, nft, web
 from roomserver.api import auth, health, ipfs, openapi, rooms
 from roomserver.api import nft as nft_api
 from roomserver.api import messages as messages_api
@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> Starlette:
                    overrides={"/api/v1/documents/upload": settings.max_upload_bytes}),
     ]
     return Starlette(
-        routes=[*routes(endpoints), *ws_routes()],
+        routes=[*routes(endpoints), *ws_routes(), *web.routes()],
         middleware=middleware,
         exception_handlers={
             errors.RoomserverError: _typed_error,
