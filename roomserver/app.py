@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -22,12 +23,17 @@ from starlette.responses import Response
 from roomserver import errors, nft, web
 from roomserver.api import auth, health, ipfs, openapi, rooms
 from roomserver.api import nft as nft_api
+from roomserver.api import documents as documents_api
 from roomserver.api import messages as messages_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.blobstore import LocalBlobStore
 from roomserver.config import Settings
 from roomserver.db import create_pool
+from roomserver.embeddings import Embedder, MiniLMEmbedder
+from roomserver.highlights import Highlights
+from roomserver.ingest import Ingestor
+from roomserver.library import Library
 from roomserver.gating import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.ledger.process import start_ledger
 from roomserver.migrations import migrate
@@ -47,10 +53,12 @@ API_VERSION = "0.1.0"
 
 
 def all_endpoints() -> list[Endpoint]:
-    return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *messages_api.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS]
+    return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *messages_api.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS,
+            *documents_api.ENDPOINTS]
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starlette:
+    """`embedder`: a loaded model the caller owns (tests share one); default: MiniLM, loaded in the background."""
     endpoints = all_endpoints()
     spec = openapi.build(endpoints, title="roomserver", version=API_VERSION)
     endpoints += openapi.endpoints(spec)
@@ -58,7 +66,7 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
-            state = await build_state(settings, stack)
+            state = await build_state(settings, stack, embedder)
             for component, mode in state.modes.items():
                 log.info("%-9s %s", component, mode)
             yield {"rs": state}
@@ -82,7 +90,8 @@ def create_app(settings: Settings) -> Starlette:
     )
 
 
-async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
+async def build_state(settings: Settings, stack: AsyncExitStack,
+                      embedder: Embedder | None = None) -> AppState:
     """Open every resource the app needs; `stack` closes them in reverse order."""
     modes: dict[str, str] = {}
     dsn = settings.database_url
@@ -132,7 +141,29 @@ async def build_state(settings: Settings, stack: AsyncExitStack) -> AppState:
     if not hasattr(state, "blobs"):
         state.blobs = LocalBlobStore(settings.data_dir.resolve() / "blobs")
     state.nft = nft.from_settings(settings, pool, rpc, state.blobs, modes)
+    await open_library(settings, stack, state, embedder)
     return state
+
+
+async def open_library(settings: Settings, stack: AsyncExitStack, state: AppState,
+                       embedder: Embedder | None) -> None:
+    """The embedding model (loading in the background), ingestion workers, library, highlights."""
+    if embedder is None:
+        model = MiniLMEmbedder()
+        model.start()
+        stack.push_async_callback(asyncio.to_thread, model.close)
+        embedder = model
+    state.embedder = embedder
+    state.ingestor = Ingestor(state.db, state.blobs, embedder, concurrency=settings.ingest_concurrency,
+                              lease_seconds=settings.ingest_lease_seconds)
+    state.ingestor.start()
+    stack.push_async_callback(state.ingestor.close)
+    membership = state.rooms.membership
+    state.library = Library(state.db, state.blobs, embedder, membership=membership,
+                            wake_ingest=state.ingestor.wake)
+    state.highlights = Highlights(state.db, state.library, membership=membership)
+    state.modes["library"] = (f"{type(embedder).__name__} embeddings, "
+                              f"{settings.ingest_concurrency} ingestion worker(s)")
 
 
 async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> tuple[AsyncClient, str]:

@@ -44,6 +44,8 @@ SETTINGS: dict[str, Setting] = {
     "nonce_ttl_seconds": Setting("NONCE_TTL_SECONDS", "600", "lifetime of a sign-in challenge"),
     "max_body_bytes": Setting("MAX_BODY_BYTES", "1048576", "largest JSON request body"),
     "max_upload_bytes": Setting("MAX_UPLOAD_BYTES", "52428800", "largest document upload"),
+    "ingest_concurrency": Setting("INGEST_CONCURRENCY", "2", "document ingestion jobs run at once per process"),
+    "ingest_lease_seconds": Setting("INGEST_LEASE_SECONDS", "30", "how long a crashed node's ingestion job waits before another node resumes it"),
     "data_dir": Setting("DATA_DIR", "./data", "where the embedded database, ledger and blobs live"),
     "host": Setting("HOST", "127.0.0.1", "address serve binds to"),
     "port": Setting("PORT", "8000", "port serve binds to"),
@@ -91,6 +93,8 @@ class Settings:
     nonce_ttl_seconds: int = 600
     max_body_bytes: int = 1 << 20
     max_upload_bytes: int = 50 << 20
+    ingest_concurrency: int = 2
+    ingest_lease_seconds: int = 30
     data_dir: Path = Path("./data")
     host: str = "127.0.0.1"
     port: int = 8000

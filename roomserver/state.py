@@ -10,7 +10,11 @@ import asyncpg
 
 from roomserver.blobstore import BlobStore
 from roomserver.config import Settings
+from roomserver.embeddings import Embedder
 from roomserver.gating import Gatekeeper
+from roomserver.highlights import Highlights
+from roomserver.ingest import Ingestor
+from roomserver.library import Library
 from roomserver.nft import NftService
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Realtime
@@ -36,3 +40,7 @@ class AppState:
     blobs: BlobStore = field(init=False)
     nft: NftService | None = None
     rechecker: Rechecker | None = None
+    embedder: Embedder = field(init=False)
+    ingestor: Ingestor = field(init=False)
+    library: Library = field(init=False)
+    highlights: Highlights = field(init=False)
