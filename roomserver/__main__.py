@@ -60,16 +60,17 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     import uvicorn
 
     from roomserver.app import create_app
+    from roomserver.protocol import MAX_FRAME_BYTES
 
     print(f"roomserver listening on http://{settings.host}:{settings.port}", flush=True)
     if workers > 1:
         os.environ.update({"HOST": settings.host, "PORT": str(settings.port)})
         uvicorn.run("roomserver.app:app_from_env", factory=True, host=settings.host,
-                    port=settings.port, workers=workers, ws_per_message_deflate=False,
+                    port=settings.port, workers=workers, ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES,
                     log_level=settings.log_level, proxy_headers=False)
         return 0
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                ws_per_message_deflate=False, log_level=settings.log_level, proxy_headers=False)
+                ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES, log_level=settings.log_level, proxy_headers=False)
     return 0
 
 
