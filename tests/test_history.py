@@ -59,7 +59,7 @@ async def test_failed_write_gives_its_seq_back(pool: asyncpg.Pool) -> None:
     history = History(pool)
     room, user = await _room(pool)
     await history.post_message(room, Author(user), "one")
-    with pytest.raises(Exception):
+    with pytest.raises(asyncpg.CheckViolationError):
         await history.post_message(room, Author(user), "x" * 9000)  # over the column's check
     second = await history.post_message(room, Author(user), "two")
     assert second.seq == 2
