@@ -25,13 +25,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from roomserver.chunking import chunk_pages  # noqa: E402
-from roomserver.db import create_pool  # noqa: E402
-from roomserver.embeddings import MiniLMEmbedder  # noqa: E402
-from roomserver.extract import extract_pdf  # noqa: E402
-from roomserver.migrations import migrate  # noqa: E402
-from roomserver.pgembed import EmbeddedPostgres  # noqa: E402
-from roomserver.search import Scope, search  # noqa: E402
+from roomserver.chunking import chunk_pages
+from roomserver.db import create_pool
+from roomserver.embeddings import MiniLMEmbedder
+from roomserver.extract import extract_pdf
+from roomserver.migrations import migrate
+from roomserver.pgembed import EmbeddedPostgres
+from roomserver.search import Scope, search
 
 SUBJECTS = {
     "cell biology": ["mitochondria", "ribosomes", "the nucleus", "cell membranes", "enzymes", "chloroplasts"],

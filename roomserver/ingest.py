@@ -79,7 +79,7 @@ class Ingestor:
         lease_seconds: float = 30.0,
         max_attempts: int = 3,
         poll_seconds: float = 5.0,
-        limits: ExtractionLimits = ExtractionLimits(),
+        limits: ExtractionLimits | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         notify: Notify = no_notify,
     ) -> None:
@@ -90,7 +90,7 @@ class Ingestor:
         self._lease = lease_seconds
         self._max_attempts = max_attempts
         self._poll = poll_seconds
-        self._limits = limits
+        self._limits = limits or ExtractionLimits()
         self._max_tokens = max_tokens
         self.notify = notify
         self._wake = asyncio.Event()

@@ -45,7 +45,7 @@ async def upload(http: httpx.AsyncClient, user: SignedInUser, content: bytes, fi
 
 
 async def wait_job(http: httpx.AsyncClient, user: SignedInUser, job_id: str, *,
-                   until: tuple[str, ...] = ("ready", "failed"), timeout: float = 120) -> dict[str, Any]:
+                   until: tuple[str, ...] = ("ready", "failed"), timeout: float = 120) -> dict[str, Any]:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while True:
         response = await http.get(f"/api/v1/ingest/jobs/{job_id}", headers=user.headers)

@@ -6,8 +6,8 @@ worker is resumed once its lease lapses."""
 from __future__ import annotations
 
 import asyncio
-import re
 import dataclasses
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 
