@@ -273,6 +273,7 @@ class Room {
     $("presence").replaceChildren();
     $("typing").textContent = "";
     this.renderThread();
+    composer(true);
     try {
       await api("POST", `/rooms/${this.id}/join`);
     } catch (e) {
@@ -363,6 +364,9 @@ class Room {
     this.closed = true;
     const text = detail || STOP_TEXT[code] || `Disconnected (${code}).`;
     this.status("disconnected");
+    this.presence.clear();
+    this.renderPresence();
+    composer(false);
     if (code === 4100 || code === 4105) return signedOut(text);
     notice(`${text} (${code})`, "error", "room");
   }
@@ -563,6 +567,9 @@ class Room {
     if (node) {
       this.pending.delete(m.client_msg_id);
       this.markSent(node, m.id, seq);
+      const when = node.querySelector(".when");
+      when.textContent = timeOf(m.created_at);
+      if (m.created_at) when.setAttribute("datetime", m.created_at);
       this.insert(node, seq);
       return;
     }
@@ -691,6 +698,10 @@ class Room {
 }
 
 let room = null;
+
+function composer(enabled) { // off once a room refused us for good
+  for (const b of document.querySelectorAll("#chat-form button, #tutor-form button")) b.disabled = !enabled;
+}
 
 function openRoom(id) {
   if (room?.id === id && !room.closed) return;
