@@ -42,11 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in ("ledger", "solana"):
         return _tool(argv[0], argv[1:])
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
     overrides = {k: v for k, v in (("host", getattr(args, "host", None)),
                                    ("port", getattr(args, "port", None))) if v is not None}
-    if overrides:
+    try:
         settings = Settings.from_env(**overrides)
+    except ValueError as exc:
+        print(f"roomserver: bad setting: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -25,6 +26,7 @@ from roomserver.api import auth, health, ipfs, openapi, rooms
 from roomserver.api import nft as nft_api
 from roomserver.api import documents as documents_api
 from roomserver.api import messages as messages_api
+from roomserver.api import tutor as tutor_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.blobstore import LocalBlobStore
@@ -39,12 +41,13 @@ from roomserver.ledger.process import start_ledger
 from roomserver.migrations import migrate
 from roomserver.pgembed import EmbeddedPostgres
 from roomserver.ratelimit import RateLimiter
-from roomserver.recheck import LocalMembers, Publisher, Rechecker
 from roomserver.room_gates import RoomGates
 from roomserver.realtime import open_realtime
+from roomserver.recheck import LocalMembers, Publisher, Rechecker
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
 from roomserver.state import AppState
+from roomserver.tutor.room_link import open_tutor
 from roomserver.ws import routes as ws_routes
 
 log = logging.getLogger("roomserver")
@@ -52,9 +55,22 @@ log = logging.getLogger("roomserver")
 API_VERSION = "0.1.0"
 
 
+def start_recorder(settings: Settings, stack: AsyncExitStack, state: AppState, modes: dict[str, str]) -> None:
+    """Opt-in traffic recording (RECORD_ROOMS) into the load-test trace format, pseudonymised."""
+    if not settings.record_rooms:
+        return
+    from loadtests.recorder import TrafficRecorder, parse_rooms
+
+    directory = Path(settings.record_dir) if settings.record_dir else settings.data_dir / "recordings"
+    recorder = TrafficRecorder(parse_rooms(settings.record_rooms), directory)
+    state.realtime.frame_observer = recorder.observe
+    stack.callback(recorder.close)
+    modes["recorder"] = f"recording rooms {settings.record_rooms} to {recorder.path}"
+
+
 def all_endpoints() -> list[Endpoint]:
     return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *messages_api.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS,
-            *documents_api.ENDPOINTS]
+            *documents_api.ENDPOINTS, *tutor_api.ENDPOINTS]
 
 
 def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starlette:
@@ -128,6 +144,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     state.realtime = await open_realtime(settings, stack, pool, state.rooms, state.sessions, modes)
     state.health_checks["redis"] = state.realtime.health
     start_rechecker(state, stack, state.realtime.hub, state.realtime.broker)
+    start_recorder(settings, stack, state, modes)
 
     async def solana_health() -> dict[str, Any]:
         healthy = await rpc.is_connected()
@@ -142,6 +159,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         state.blobs = LocalBlobStore(settings.data_dir.resolve() / "blobs")
     state.nft = nft.from_settings(settings, pool, rpc, state.blobs, modes)
     await open_library(settings, stack, state, embedder)
+    state.tutor = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
     return state
 
 
@@ -150,7 +168,8 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
     """The embedding model (loading in the background), ingestion workers, library, highlights."""
     if embedder is None:
         model = MiniLMEmbedder()
-        model.start()
+        if settings.embeddings_preload:
+            model.start()
         stack.push_async_callback(asyncio.to_thread, model.close)
         embedder = model
     state.embedder = embedder

@@ -57,6 +57,9 @@ SETTINGS: dict[str, Setting] = {
     "ws_session_recheck_seconds": Setting("WS_SESSION_RECHECK_SECONDS", "30", "how often open sockets' sessions are re-checked (revoked/expired: closed 4105)"),
     "ws_chat_per_minute": Setting("WS_CHAT_PER_MINUTE", "120", "durable frames (chat, reactions, shares, ...) per user per minute"),
     "ws_typing_per_minute": Setting("WS_TYPING_PER_MINUTE", "120", "typing frames per user per minute"),
+    "embeddings_preload": Setting("EMBEDDINGS_PRELOAD", "true", "load the embedding model at start-up (in the background); false: on first use"),
+    "record_rooms": Setting("RECORD_ROOMS", "", "opt-in traffic recording (docs/loadtests.md): comma-separated room ids, or * for all; empty: off"),
+    "record_dir": Setting("RECORD_DIR", "", "where recordings are written; empty: DATA_DIR/recordings"),
     "presence_ttl_seconds": Setting("PRESENCE_TTL_SECONDS", "60", "a crashed node's users vanish from presence after this long"),
     "presence_leave_grace_ms": Setting("PRESENCE_LEAVE_GRACE_MS", "3000", "a user who reconnects within this long is not announced as left"),
     "nft_mint_mode": Setting("NFT_MINT_MODE", "wallet", "wallet: users sign and pay for mints; sponsored: the server's fee payer does"),
@@ -106,6 +109,9 @@ class Settings:
     ws_session_recheck_seconds: int = 30
     ws_chat_per_minute: int = 120
     ws_typing_per_minute: int = 120
+    embeddings_preload: bool = True
+    record_rooms: str = ""
+    record_dir: str = ""
     presence_ttl_seconds: int = 60
     presence_leave_grace_ms: int = 3000
     nft_mint_mode: str = "wallet"
@@ -142,12 +148,26 @@ class Settings:
 
 def _convert(name: str, raw: str) -> Any:
     kind = Settings.__dataclass_fields__[name].type
-    if kind == "int":
-        return int(raw)
-    if kind == "float":
-        return float(raw)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return _boolean(raw)
+    except ValueError:
+        raise ValueError(f"{SETTINGS[name].env}={raw!r} is not a valid {kind}") from None
     if kind == "Path":
         return Path(raw)
     if kind == "tuple[str, ...]":
         return tuple(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
     return raw
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)

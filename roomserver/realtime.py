@@ -102,6 +102,9 @@ DocumentPolicy = Callable[[Caller, uuid.UUID], Awaitable[str | None]]
 """(caller, document_id) -> the document's title; raises a typed error to refuse. The library
 plugs its permission check in here; the default only checks that the document exists."""
 TutorHandler = Callable[[Caller, SocraticQuery | SocraticCancel], Awaitable[str | None]]
+FrameObserver = Callable[[str, str, str, dict[str, Any]], None]
+"""(room_id, user_id, type, fields) for each join, leave and accepted client frame; the opt-in
+traffic recorder (loadtests/recorder.py, RECORD_ROOMS) plugs in here. Must not raise or block."""
 """Answers socratic frames (streams through the broker); returns an optional reply frame."""
 
 
@@ -176,6 +179,7 @@ class Realtime:
                                           max(5, config.typing_per_minute // 6))
         self.document_policy: DocumentPolicy = self._document_exists
         self.tutor: TutorHandler | None = None
+        self.frame_observer: FrameObserver | None = None
         self._local: dict[str, dict[Connection, Caller]] = {}
         self._seen: dict[str, set[str]] = {}  # room -> users announced present here
         self._lagging: dict[str, int] = {}
@@ -238,6 +242,7 @@ class Realtime:
         await self.hub.join(conn)
         seq = self.hub.last_seq(room) or 0
         info = caller.member.model_dump(exclude_none=True)
+        self._observe(caller, "join", {})
         first_here = room not in self._seen
         seen = self._seen.setdefault(room, set())
         announce = await self.tracker.connect(room, info)
@@ -254,6 +259,7 @@ class Realtime:
         conns = self._local.get(room, {})
         if conns.pop(conn, None) is None:
             return
+        self._observe(caller, "leave", {})
         if not conns:
             self._local.pop(room, None)
             self._lagging.pop(room, None)
@@ -267,11 +273,19 @@ class Realtime:
         conns = self._local.get(room_id, {})
         return [c for c, who in conns.items() if user_id is None or str(who.user_id) == user_id]
 
+    def _observe(self, caller: Caller, kind: str, fields: dict[str, Any]) -> None:
+        if self.frame_observer is not None:
+            try:
+                self.frame_observer(str(caller.room_id), str(caller.user_id), kind, fields)
+            except Exception:
+                log.exception("frame observer failed; frame handled anyway")
+
     # ---- frames ----
 
     async def handle(self, caller: Caller, frame: Any) -> str | None:
         """Carry out one decoded client frame; returns the encoded reply (ack, pong) or None.
         Raises typed errors for refusals."""
+        self._observe(caller, frame.type, frame.model_dump(exclude_none=True) if self.frame_observer else {})
         if isinstance(frame, Ping):
             return encode(Pong())
         if isinstance(frame, TypingStart | TypingStop):

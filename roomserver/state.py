@@ -21,6 +21,7 @@ from roomserver.realtime import Realtime
 from roomserver.recheck import Rechecker
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
+from roomserver.tutor import TutorService
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -36,11 +37,12 @@ class AppState:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     rooms: RoomService = field(init=False)
     gatekeeper: Gatekeeper = field(init=False)
+    rechecker: Rechecker | None = None
     realtime: Realtime = field(init=False)
     blobs: BlobStore = field(init=False)
     nft: NftService | None = None
-    rechecker: Rechecker | None = None
     embedder: Embedder = field(init=False)
     ingestor: Ingestor = field(init=False)
     library: Library = field(init=False)
     highlights: Highlights = field(init=False)
+    tutor: TutorService | None = None

@@ -17,9 +17,9 @@ import functools
 from roomserver.embeddings import MiniLMEmbedder, WordPieceCounter
 
 
-@functools.cache
 def shared_minilm() -> MiniLMEmbedder:
-    embedder = MiniLMEmbedder()
+    """The session's model, loading now (in its worker thread)."""
+    embedder = shared_lazy_minilm()
     embedder.start()
     return embedder
 
@@ -27,3 +27,9 @@ def shared_minilm() -> MiniLMEmbedder:
 @functools.cache
 def shared_token_counter() -> WordPieceCounter:
     return WordPieceCounter()
+
+
+@functools.cache
+def shared_lazy_minilm() -> MiniLMEmbedder:
+    """The session's one model, loaded on first use: apps under test that never embed pay nothing."""
+    return MiniLMEmbedder()

@@ -17,14 +17,20 @@ import uvicorn
 
 from roomserver.app import create_app
 from roomserver.config import Settings
+from roomserver.embeddings import Embedder
 from roomserver.pgembed import free_port
+from roomserver.protocol import MAX_FRAME_BYTES
+from tests.model_fixtures import shared_lazy_minilm
 
 
 @contextlib.asynccontextmanager
-async def run_app(settings: Settings) -> AsyncIterator[str]:
-    """Serve `create_app(settings)` on 127.0.0.1:settings.port in this loop; yields the base URL."""
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port,
-                            log_level="warning", ws_per_message_deflate=False, lifespan="on")
+async def run_app(settings: Settings, *, embedder: Embedder | None = None) -> AsyncIterator[str]:
+    """Serve `create_app(settings)` on 127.0.0.1:settings.port in this loop; yields the base URL.
+
+    `embedder` defaults to the test session's one lazily loaded MiniLM model."""
+    app = create_app(settings, embedder=embedder or shared_lazy_minilm())
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
+                            ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES, lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -47,7 +53,7 @@ def run_process(env: dict[str, str], *, port: int | None = None, log: Path | Non
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "roomserver", "serve", "--port", str(port), *args],
-        env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "EMBEDDINGS_PRELOAD": "false", **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -92,6 +92,7 @@ async def disconnect(request: Request) -> Response:
     session = await require_user(request)
     state = app_state(request)
     await state.sessions.revoke(session.id)
+    await state.realtime.session_revoked(session.id)  # its sockets close on every node now
     await users.audit(state.db, session.user_id, "auth.sign_out", "session", session.id,
                       ip=client_ip(request))
     return reply(Disconnected(revoked=True))
