@@ -67,6 +67,7 @@ class Measurements:
     connect_failures: Counter[str] = field(default_factory=Counter)
     drops: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
+    rest_retries: Counter[str] = field(default_factory=Counter)
     latency_at: array[float] = field(default_factory=lambda: array("d"))
     latency: array[float] = field(default_factory=lambda: array("d"))
     ack_latency: array[float] = field(default_factory=lambda: array("d"))
@@ -105,7 +106,7 @@ class Measurements:
             "counts": dict(self.counts), "sent": dict(self.sent), "received": dict(self.received),
             "errors": dict(self.errors), "connect_failures": dict(self.connect_failures),
             "drops": dict(self.drops), "skipped": dict(self.skipped),
-            "latency_at": self.latency_at.tolist(), "latency": self.latency.tolist(),
+            "rest_retries": dict(self.rest_retries), "latency_at": self.latency_at.tolist(), "latency": self.latency.tolist(),
             "ack_latency": self.ack_latency.tolist(), "recovery": self.recovery.tolist(),
             "tutor": self.tutor.tolist(), "room_high": dict(self.room_high),
             "streams": [[room, user, s.high, sorted(s.missing), s.received, s.duplicates,
@@ -132,7 +133,7 @@ def merge(parts: list[dict[str, Any]], played_seconds: float) -> dict[str, Any]:
     """Combine workers' summaries into the result document (see docs/loadtests.md)."""
     total: dict[str, Counter[str]] = {k: Counter() for k in
                                       ("counts", "sent", "received", "errors", "connect_failures",
-                                       "drops", "skipped")}
+                                       "drops", "skipped", "rest_retries")}
     samples: dict[str, list[float]] = {k: [] for k in ("latency_at", "latency", "ack_latency",
                                                         "recovery", "tutor")}
     room_high: dict[str, int] = {}
@@ -166,7 +167,7 @@ def merge(parts: list[dict[str, Any]], played_seconds: float) -> dict[str, Any]:
         "tutor": {"asked": total["sent"].get("socratic_query", 0), "answered": counts["tutor_answers"],
                   "answer_ms": spread_ms(samples["tutor"])},
         "durable": durable,
-        "rest_retries": counts["rest_retries"],
+        "rest_retries": dict(total["rest_retries"]),
         "timeline": timeline(samples["latency_at"], samples["latency"]),
     }
 

@@ -106,14 +106,16 @@ class Rest:
             try:
                 async with self.gate:
                     answer = await self.client.request(method, path, json=json, headers=headers)
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 if attempt == tries - 1:
                     raise
+                reason = type(exc).__name__
             else:
                 if answer.status_code not in (429, 503) or attempt == tries - 1:
                     return answer
                 wait = _retry_after(answer.headers.get("retry-after"), wait)
-            self.m.counts["rest_retries"] += 1
+                reason = f"http_{answer.status_code}"
+            self.m.rest_retries[reason] += 1
             await asyncio.sleep(wait + random.uniform(0, 0.25))
         raise AssertionError("unreachable")
 
@@ -464,7 +466,6 @@ async def run_shard(events: list[TraceEvent], rooms: dict[str, str], opts: Optio
         await asyncio.gather(*(_join(rest, tokens[user], rooms[room]) for user, room in by_socket))
     finally:
         await rest.aclose()
-    m.counts["rest_retries"] += rest.m.counts["rest_retries"]
     start_wall = await ready()
     loop = asyncio.get_running_loop()
     m.start_wall = start_wall

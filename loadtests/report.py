@@ -47,7 +47,7 @@ def summary(result: dict[str, Any]) -> str:
                      f"{result['recovery']['incomplete']}; ms {_ms(result['recovery']['ms'])}"),
         ("tutor", f"asked {result['tutor']['asked']}, answered {result['tutor']['answered']}; "
                   f"ms {_ms(result['tutor']['answer_ms'])}"),
-        ("REST retries (429)", str(result.get("rest_retries", 0))),
+        ("REST retries", _counts(result.get("rest_retries", {}))),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -146,7 +146,7 @@ def test_the_judge_counts_every_lost_duplicated_and_reordered_seq(
 
 def _part(stream: Stream, top: int) -> dict[str, object]:
     return {"counts": {}, "sent": {}, "received": {}, "errors": {}, "connect_failures": {}, "drops": {},
-            "skipped": {}, "latency_at": [], "latency": [], "ack_latency": [], "recovery": [], "tutor": [],
+            "skipped": {}, "rest_retries": {}, "latency_at": [], "latency": [], "ack_latency": [], "recovery": [], "tutor": [],
             "room_high": {"r": top}, "streams": [["r", "u", stream.high, sorted(stream.missing),
                                                    stream.received, stream.duplicates, stream.out_of_order,
                                                    stream.connected]]}
@@ -196,3 +196,54 @@ async def test_a_small_replay_delivers_every_durable_message_once_in_order(
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PASS" in (out / "summary.txt").read_text()
     assert "delivered" in stdout.decode()
+
+
+async def test_recorded_traffic_is_pseudonymised_and_replays(settings: Settings, tmp_path: Path) -> None:
+    import dataclasses
+
+    import httpx
+
+    from roomserver.pgembed import free_port
+    from tests.clients import sign_in
+    from tests.servers import run_app
+    from tests.ws_client import RoomClient, create_room
+
+    port = free_port()
+    async with run_app(dataclasses.replace(settings, port=port)) as url, httpx.AsyncClient(base_url=url) as http:
+        alice, bob = await sign_in(http), await sign_in(http)
+        recorded, ignored = await create_room(http, alice), await create_room(http, alice)
+    live = dataclasses.replace(settings, port=free_port(), record_rooms=recorded, record_dir=str(tmp_path / "rec"))
+    async with run_app(live) as url:
+        a = await RoomClient.open(url, alice, recorded)
+        b = await RoomClient.open(url, bob, recorded)
+        other = await RoomClient.open(url, bob, ignored)
+        await b.send(type="typing_start")
+        ack = await b.request(type="chat_message", text="is entropy a state function?", client_msg_id="c-1")
+        await asyncio.sleep(0.5)  # people pause between actions; the replay keeps these gaps
+        await a.request(type="reaction_add", message_id=ack["message_id"], emoji="👍", client_msg_id="c-2")
+        await other.request(type="chat_message", text="not recorded", client_msg_id="c-3")
+        await asyncio.sleep(0.5)
+        for client in (a, b, other):
+            await client.close()
+        await asyncio.sleep(0.3)
+    [recording] = list((tmp_path / "rec").glob("record-*.jsonl"))
+    raw = recording.read_text()
+    for secret in (alice.user_id, bob.user_id, alice.wallet.address, ack["message_id"], recorded, "c-1"):
+        assert secret not in raw
+    header, trace = read_trace(recording)
+    assert header.source == "recording"
+    assert {e.room for e in trace} == {"room-1"} and "not recorded" not in raw
+    bob_label = next(e.user for e in trace if e.type == "chat_message")
+    assert [e.type for e in trace if e.user == bob_label] == ["join", "typing_start", "chat_message", "leave"]
+    assert len({e.user for e in trace}) == 2
+    assert [e.payload for e in trace if e.type == "reaction_add"] == [{"emoji": "👍"}]
+    out = tmp_path / "replayed"
+    async with run_app(dataclasses.replace(settings, port=free_port())) as url:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtests", "replay", str(recording), "--url", url,
+            "--out", str(out), "--quiet", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, stdout.decode()[-3000:]
+    result = orjson.loads((out / "result.json").read_bytes())
+    assert result["sent"] == {"typing_start": 1, "chat_message": 1, "reaction_add": 1}
+    assert result["ok"] and result["refused"] == {} and result["received"]["new_message"] >= 1
