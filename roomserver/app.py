@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
@@ -23,9 +24,9 @@ from starlette.responses import Response
 
 from roomserver import errors, nft, web
 from roomserver.api import auth, health, ipfs, openapi, rooms
-from roomserver.api import nft as nft_api
 from roomserver.api import documents as documents_api
 from roomserver.api import messages as messages_api
+from roomserver.api import nft as nft_api
 from roomserver.api import tutor as tutor_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
@@ -33,17 +34,17 @@ from roomserver.blobstore import LocalBlobStore
 from roomserver.config import Settings
 from roomserver.db import create_pool
 from roomserver.embeddings import Embedder, MiniLMEmbedder
+from roomserver.gating import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.highlights import Highlights
 from roomserver.ingest import Ingestor
-from roomserver.library import Library
-from roomserver.gating import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.ledger.process import start_ledger
+from roomserver.library import Library, ShareRequest
 from roomserver.migrations import migrate
 from roomserver.pgembed import EmbeddedPostgres
 from roomserver.ratelimit import RateLimiter
-from roomserver.room_gates import RoomGates
-from roomserver.realtime import open_realtime
+from roomserver.realtime import Caller, open_realtime
 from roomserver.recheck import LocalMembers, Publisher, Rechecker
+from roomserver.room_gates import RoomGates
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
 from roomserver.state import AppState
@@ -160,7 +161,35 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     state.nft = nft.from_settings(settings, pool, rpc, state.blobs, modes)
     await open_library(settings, stack, state, embedder)
     state.tutor = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
+    link_room_events(state)
     return state
+
+
+def link_room_events(state: AppState) -> None:
+    """What REST-side services do that rooms must see goes through the realtime write path."""
+    realtime = state.realtime
+    state.nft.announce = realtime.announce
+    state.library.on_shared = realtime.document_shared
+    state.highlights.on_created = realtime.highlight_created
+    state.ingestor.notify = realtime.notify_user
+
+    async def may_read(caller: Caller, document_id: uuid.UUID) -> str | None:
+        return (await state.library.get(document_id, caller.user_id)).title
+
+    async def may_share(caller: Caller, document_id: uuid.UUID) -> str | None:
+        """Sharing into a room grants the room read access (owners and admins), or just
+        points at a public document; anyone else gets 403."""
+        doc, access = await state.library.readable(document_id, caller.user_id)
+        if access in ("owner", "admin"):
+            await state.library.share(document_id, caller.user_id,
+                                      ShareRequest(room_id=caller.room_id), announce=False)
+        elif not doc.is_public:
+            raise errors.Forbidden("only the document's owner or an admin can share it",
+                                   code="not_sharer")
+        return doc.title
+
+    realtime.document_policy = may_read
+    realtime.share_policy = may_share
 
 
 async def open_library(settings: Settings, stack: AsyncExitStack, state: AppState,

@@ -145,7 +145,7 @@ class History:
             return undo.written
 
     @staticmethod
-    async def _append(conn: asyncpg.Connection, room_id: uuid.UUID, seq: int, actor: uuid.UUID,
+    async def _append(conn: asyncpg.Connection, room_id: uuid.UUID, seq: int, actor: uuid.UUID | None,
                       frame: Frame) -> str:
         data, text = _dump(frame)
         await conn.execute(
@@ -243,6 +243,36 @@ class History:
             event = HighlightCreated(room_id=str(room_id), seq=seq, highlight=highlight)
             encoded = await self._append(conn, room_id, seq, author.user_id, event)
             return Written(seq, str(hid), encoded, True)
+
+        return await self._write(room_id, body)
+
+    async def post_system(self, room_id: uuid.UUID, text: str, metadata: dict[str, Any]) -> Written:
+        """A system message (`new_message` of kind `system`, no sender), e.g. a minted NFT."""
+
+        async def body(conn: asyncpg.Connection, seq: int) -> Written:
+            row = await conn.fetchrow(
+                """INSERT INTO chat_messages (room_id, seq, sender_id, message_type, content, metadata)
+                   VALUES ($1, $2, NULL, 'system', $3, $4) RETURNING id, created_at""",
+                room_id, seq, text, metadata)
+            message = Message(id=str(row["id"]), user_id="system", text=text, kind="system",
+                              created_at=row["created_at"].isoformat(), metadata=metadata)
+            frame = NewMessage(room_id=str(room_id), seq=seq, message=message)
+            encoded = await self._append(conn, room_id, seq, None, frame)
+            return Written(seq, message.id, encoded, True)
+
+        return await self._write(room_id, body)
+
+    async def record_highlight(self, room_id: uuid.UUID, actor_id: uuid.UUID,
+                               highlight: dict[str, Any]) -> Written:
+        """`highlight_created` for a highlight already stored (one made over REST)."""
+        fields = {k: v for k, v in highlight.items() if v is not None}
+        if fields.get("position") is not None:
+            fields["position"] = Position(**fields["position"])
+
+        async def body(conn: asyncpg.Connection, seq: int) -> Written:
+            event = HighlightCreated(room_id=str(room_id), seq=seq, highlight=Highlight(**fields))
+            encoded = await self._append(conn, room_id, seq, actor_id, event)
+            return Written(seq, str(fields["id"]), encoded, True)
 
         return await self._write(room_id, body)
 

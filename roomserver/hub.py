@@ -177,22 +177,31 @@ class Hub:
         if room is not None:
             self._fanout(room, text, ephemeral)
 
+    def send_to(self, conn: Connection, text: str, *, ephemeral: bool = True) -> None:
+        """Hand one prepared frame to one local socket, with the room's slow-consumer rules."""
+        room = self._rooms.get(conn.room_id)
+        if room is not None and conn in room.conns:
+            self._offer(room, conn, text, ephemeral)
+
     def _fanout(self, room: Room, text: str, ephemeral: bool) -> None:
         for conn in tuple(room.conns):
-            if conn.backlog is None:
-                if conn.outlet.write(text):
-                    continue
-                conn.backlog = []
-                conn.drainer = self._spawn(self._drain(conn))
-            if ephemeral:
-                continue  # a slow socket may miss typing indicators
-            conn.backlog.append(text)
-            conn.backlog_bytes += len(text)
-            if len(conn.backlog) > self.max_backlog or conn.backlog_bytes > self.max_backlog_bytes:
-                conn.closed = True  # no more frames; it resumes from history after reconnecting
-                room.conns.pop(conn, None)
-                conn.backlog.clear()
-                self._spawn(self.disconnect(conn, CloseCode.SLOW_CONSUMER, "slow consumer"))
+            self._offer(room, conn, text, ephemeral)
+
+    def _offer(self, room: Room, conn: Connection, text: str, ephemeral: bool) -> None:
+        if conn.backlog is None:
+            if conn.outlet.write(text):
+                return
+            conn.backlog = []
+            conn.drainer = self._spawn(self._drain(conn))
+        if ephemeral:
+            return  # a slow socket may miss typing indicators
+        conn.backlog.append(text)
+        conn.backlog_bytes += len(text)
+        if len(conn.backlog) > self.max_backlog or conn.backlog_bytes > self.max_backlog_bytes:
+            conn.closed = True  # no more frames; it resumes from history after reconnecting
+            room.conns.pop(conn, None)
+            conn.backlog.clear()
+            self._spawn(self.disconnect(conn, CloseCode.SLOW_CONSUMER, "slow consumer"))
 
     async def _drain(self, conn: Connection) -> None:
         backlog = conn.backlog

@@ -412,7 +412,10 @@ class Library:
 
     # -- sharing ------------------------------------------------------------------------------
 
-    async def share(self, document_id: uuid.UUID, actor_id: uuid.UUID, request: ShareRequest) -> Share:
+    async def share(self, document_id: uuid.UUID, actor_id: uuid.UUID, request: ShareRequest, *,
+                    announce: bool = True) -> Share:
+        """Grant the permission; a room share is announced through `on_shared` unless the
+        caller announces it itself (`announce=False`, the socket's `document_share`)."""
         doc = await self._require_sharer(document_id, actor_id)
         if request.expires_at is not None and request.expires_at <= datetime.now(UTC):
             raise errors.BadRequest("expires_at is in the past", code="expires_in_past")
@@ -437,7 +440,7 @@ class Library:
                               {column: str(target), "permission": request.permission,
                                "expires_at": request.expires_at.isoformat() if request.expires_at else None})
         share = Share(**dict(row))
-        if request.room_id is not None:
+        if request.room_id is not None and announce:
             await self.on_shared(request.room_id, shared_event(doc, share), actor_id)
         return share
 

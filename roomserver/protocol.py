@@ -352,6 +352,14 @@ class Pong(Frame):
     type: Literal["pong"] = "pong"
 
 
+class Notification(Frame):
+    """Something for this user, whatever room the socket is in (e.g. ingestion progress)."""
+
+    type: Literal["notification"] = "notification"
+    kind: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
 class Error(Frame):
     type: Literal["error"] = "error"
     code: str
@@ -363,7 +371,7 @@ class Error(Frame):
 ServerFrame = Annotated[
     Welcome | Ack | NewMessage | UserJoined | UserLeft | TypingStatus | DocumentShared
     | HighlightCreated | ReactionUpdated | MessageUpdated | AchievementEarned
-    | SocraticResponse | Recovered | Pong | Error,
+    | SocraticResponse | Recovered | Pong | Notification | Error,
     Field(discriminator="type"),
 ]
 
@@ -372,8 +380,9 @@ DURABLE_TYPES = frozenset(
 )
 """Server frame types written to history with a room `seq`; never dropped silently."""
 
-EPHEMERAL_TYPES = frozenset({"typing_status"})
-"""Server frame types a slow socket may miss."""
+EPHEMERAL_TYPES = frozenset({"typing_status", "socratic_response"})
+"""Server frame types a slow socket may miss (a tutor answer's deltas: its final text is stored
+and arrives as a durable `new_message`)."""
 
 def _types_of(union: Any) -> frozenset[str]:
     members = get_args(get_args(union)[0])

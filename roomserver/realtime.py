@@ -59,6 +59,7 @@ from roomserver.protocol import (
     Member,
     MessageDelete,
     MessagePin,
+    Notification,
     Ping,
     Pong,
     ReactionAdd,
@@ -100,7 +101,8 @@ class Caller:
 
 DocumentPolicy = Callable[[Caller, uuid.UUID], Awaitable[str | None]]
 """(caller, document_id) -> the document's title; raises a typed error to refuse. The library
-plugs its permission check in here; the default only checks that the document exists."""
+plugs its permission check in here (`share_policy` also grants the room read access); the
+default only checks that the document exists."""
 TutorHandler = Callable[[Caller, SocraticQuery | SocraticCancel], Awaitable[str | None]]
 FrameObserver = Callable[[str, str, str, dict[str, Any]], None]
 """(room_id, user_id, type, fields) for each join, leave and accepted client frame; the opt-in
@@ -178,6 +180,7 @@ class Realtime:
         self.typing_limiter = RateLimiter(config.typing_per_minute / 60,
                                           max(5, config.typing_per_minute // 6))
         self.document_policy: DocumentPolicy = self._document_exists
+        self.share_policy: DocumentPolicy = self._document_exists
         self.tutor: TutorHandler | None = None
         self.frame_observer: FrameObserver | None = None
         self._local: dict[str, dict[Connection, Caller]] = {}
@@ -314,7 +317,7 @@ class Realtime:
                                                    client_msg_id=frame.client_msg_id)
         if isinstance(frame, DocumentShare):
             doc = as_uuid(frame.document_id, "document_not_found", "document")
-            title = await self.document_policy(caller, doc)
+            title = await self.share_policy(caller, doc)
             return await self.history.share_document(room, author, doc, title, frame.note,
                                                      frame.client_msg_id)
         if isinstance(frame, HighlightCreate):
@@ -479,12 +482,56 @@ class Realtime:
             note = orjson.loads(data)
         except orjson.JSONDecodeError:
             return
+        if isinstance(note, dict) and note.get("type") == "user_notification":
+            if isinstance(note.get("data"), dict):
+                self._notify_local(str(note.get("user_id")), note["data"])
+            return
         if isinstance(note, dict) and note.get("type") == "session_revoked":
             target = str(note.get("session_id"))
             conns = [c for room in self._local.values() for c, who in room.items()
                      if str(who.session_id) == target]
             if conns:
                 self._spawn(self._close_session(conns))
+
+    # ---- events from the REST side (library, highlights, NFTs) ----
+
+    async def announce(self, room_id: uuid.UUID, text: str, metadata: dict[str, Any]) -> None:
+        """A durable system message in the room (e.g. a minted NFT)."""
+        written = await self.history.post_system(room_id, text, metadata)
+        if written.frame is not None:
+            await self.publish_event(str(room_id), room_messages(str(room_id)), written.frame)
+
+    async def document_shared(self, room_id: uuid.UUID, document: dict[str, Any],
+                              actor_id: uuid.UUID) -> None:
+        """`document_shared` on `room:{id}:documents` for a share made over REST."""
+        doc_id = uuid.UUID(str(document["document_id"]))
+        written = await self.history.share_document(room_id, Author(actor_id, None), doc_id,
+                                                    document.get("title"), None, None)
+        if written.frame is not None:
+            await self.publish_event(str(room_id), room_documents(str(room_id)), written.frame)
+
+    async def highlight_created(self, room_id: uuid.UUID, highlight: dict[str, Any],
+                                actor_id: uuid.UUID) -> None:
+        """`highlight_created` for a highlight made over REST."""
+        written = await self.history.record_highlight(room_id, actor_id, highlight)
+        if written.frame is not None:
+            await self.publish_event(str(room_id), room_documents(str(room_id)), written.frame)
+
+    async def notify_user(self, user_id: uuid.UUID, payload: dict[str, Any]) -> None:
+        """A `notification` frame to every socket of this user, on every node."""
+        note = orjson.dumps({"type": "user_notification", "user_id": str(user_id), "data": payload})
+        try:
+            await self.raw_broker.publish(GLOBAL_NOTIFICATIONS, note)
+        except Exception as exc:  # progress notices are best effort; REST has the state
+            log.warning("notification for user %s not published: %s", user_id, exc)
+
+    def _notify_local(self, user_id: str, data: dict[str, Any]) -> None:
+        kind = str(data.get("type", "notification"))
+        text = encode(Notification(kind=kind, data=data))
+        for conns in self._local.values():
+            for conn, caller in conns.items():
+                if str(caller.user_id) == user_id:
+                    self.hub.send_to(conn, text)
 
     async def session_revoked(self, session_id: uuid.UUID) -> None:
         """Tell every node to close this session's sockets now (REST sign-out calls this)."""

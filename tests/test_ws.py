@@ -271,7 +271,8 @@ async def test_welcome_seq_then_live_without_gaps(http: httpx.AsyncClient, base_
     alice, bob = await sign_in(http), await sign_in(http)
     room = await create_room(http, alice)
     a = await RoomClient.open(base_url, alice, room)
-    writer = asyncio.create_task(_chat(a, 60))
+    # paced so that bob's connect finishes well inside this module's 20-event recovery window
+    writer = asyncio.create_task(_chat(a, 60, pause=0.03))
     await asyncio.sleep(0.05)
     b = await RoomClient.open(base_url, bob, room, last_seq=0)  # joins mid-stream, resumes from 0
     await writer
@@ -282,6 +283,8 @@ async def test_welcome_seq_then_live_without_gaps(http: httpx.AsyncClient, base_
     await b.close()
 
 
-async def _chat(client: RoomClient, n: int) -> None:
+async def _chat(client: RoomClient, n: int, pause: float = 0) -> None:
     for i in range(n):
         await client.request(type="chat_message", text=f"x{i}", client_msg_id=f"w{i}")
+        if pause:
+            await asyncio.sleep(pause)

@@ -1,0 +1,85 @@
+"""What happens over REST shows up live in rooms: shares, highlights, ingestion progress;
+and sharing over the socket lets the room read the document."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.clients import sign_in
+from tests.library_fixtures import upload, wait_job
+from tests.ws_client import RoomClient, create_room
+
+NOTES = (b"Entropy of an isolated system never decreases. The second law of thermodynamics says so.\n\n"
+         b"A reversible process keeps total entropy constant; dS = dQ/T along it.\n")
+
+
+async def _ready_document(http: httpx.AsyncClient, owner, content: bytes = NOTES) -> str:  # type: ignore[no-untyped-def]
+    answer = await upload(http, owner, content, "thermo.txt", title="Thermo notes")
+    assert answer.status_code == 202, answer.text
+    job = await wait_job(http, owner, answer.json()["job"]["id"])
+    assert job["status"] == "ready", job
+    return str(answer.json()["document"]["id"])
+
+
+async def test_rest_share_and_highlight_reach_the_room(http: httpx.AsyncClient, base_url: str) -> None:
+    alice, bob = await sign_in(http), await sign_in(http)
+    room = await create_room(http, alice)
+    assert (await http.post(f"/api/v1/rooms/{room}/join", headers=bob.headers)).status_code == 200
+    doc = await _ready_document(http, alice)
+    watcher = await RoomClient.open(base_url, bob, room)
+
+    shared = await http.post(f"/api/v1/documents/{doc}/share", headers=alice.headers,
+                             json={"room_id": room})
+    assert shared.status_code in (200, 201), shared.text
+    event = await watcher.wait_for(lambda f: f["type"] == "document_shared")
+    assert event["document_id"] == doc and event["title"] == "Thermo notes" and event["seq"] >= 1
+
+    made = await http.post(f"/api/v1/documents/{doc}/highlights", headers=bob.headers,
+                           json={"text": "dS = dQ/T", "page": 1, "room_id": room})
+    assert made.status_code in (200, 201), made.text
+    created = await watcher.wait_for(lambda f: f["type"] == "highlight_created")
+    assert created["highlight"]["id"] == made.json()["id"]
+    assert created["highlight"]["text"] == "dS = dQ/T" and created["seq"] == event["seq"] + 1
+
+    # both are in the room's history for late joiners
+    page = (await http.get(f"/api/v1/rooms/{room}/messages", headers=bob.headers)).json()
+    assert any(m.get("metadata", {}).get("document_id") == doc for m in page["messages"])
+    await watcher.close()
+
+
+async def test_socket_share_grants_the_room_read_access(http: httpx.AsyncClient, base_url: str) -> None:
+    alice, bob, carol = await sign_in(http), await sign_in(http), await sign_in(http)
+    room = await create_room(http, alice)
+    await http.post(f"/api/v1/rooms/{room}/join", headers=bob.headers)
+    doc = await _ready_document(http, alice, NOTES + b"\nA unique line about carnot engines.\n")
+    assert (await http.get(f"/api/v1/documents/{doc}", headers=bob.headers)).status_code == 404
+
+    a = await RoomClient.open(base_url, alice, room)
+    b = await RoomClient.open(base_url, bob, room)
+    refused = await b.request(type="document_share", document_id=doc, client_msg_id="steal")
+    assert refused["type"] == "error" and refused["code"] == "document_not_found"
+
+    ack = await a.request(type="document_share", document_id=doc, note="read this", client_msg_id="s1")
+    assert ack["type"] == "ack" and ack["seq"] >= 1
+    assert (await http.get(f"/api/v1/documents/{doc}", headers=bob.headers)).status_code == 200
+    highlight = await b.request(type="highlight_create", document_id=doc, text="carnot engines",
+                                client_msg_id="h1")
+    assert highlight["type"] == "ack", highlight
+    # someone outside the room still cannot read it
+    assert (await http.get(f"/api/v1/documents/{doc}", headers=carol.headers)).status_code == 404
+    await a.close()
+    await b.close()
+
+
+async def test_uploader_sees_ingestion_progress(http: httpx.AsyncClient, base_url: str) -> None:
+    alice = await sign_in(http)
+    room = await create_room(http, alice)
+    sock = await RoomClient.open(base_url, alice, room)
+    answer = await upload(http, alice, NOTES + b"\nProgress notes for the uploader.\n", "p.txt")
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["job"]["id"]
+    done = await sock.wait_for(lambda f: f["type"] == "notification"
+                               and f["data"].get("job_id") == job_id
+                               and f["data"].get("status") == "ready", timeout=120)
+    assert done["kind"] == "ingest_progress" and done["data"]["progress"] == 1
+    await sock.close()
