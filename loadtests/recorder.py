@@ -74,7 +74,7 @@ class TrafficRecorder:
     def _open(self) -> TraceWriter:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")  # noqa: SIM115 - closed by close()
+            self._file = open(self.path, "ab")
             self._writer = TraceWriter(self._file, TraceHeader(source="recording",
                                                                meta={"pseudonymised": True}))
         return self._writer

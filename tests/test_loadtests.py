@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import sys
 from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from loadtests.__main__ import main
 from loadtests.metrics import Stream, merge
@@ -113,7 +116,7 @@ def test_generated_traces_keep_their_promises(s: Scenario) -> None:
             assert chats[e.payload["message_ref"]] < e.t
             assert e.payload["message_ref"].startswith(f"user-{e.room.split('-')[1]}-")
     for times in durable.values():
-        assert all(b - a >= 60 / s.max_durable_per_minute - 1e-6 for a, b in zip(times, times[1:]))
+        assert all(b - a >= 60 / s.max_durable_per_minute - 1e-6 for a, b in itertools.pairwise(times))
 
 
 def test_a_busier_scenario_sends_more() -> None:
@@ -139,8 +142,7 @@ def test_the_judge_counts_every_lost_duplicated_and_reordered_seq(
     judged = merge([_part(stream, top)], 1.0)["durable"]
     assert judged["lost"] == len(lost)
     assert judged["duplicated"] == len([d for d in dups if d not in lost])
-    in_order = all(a < b for a, b in zip(delivered[: len(delivered) - len(dups)],
-                                         delivered[1: len(delivered) - len(dups)]))
+    in_order = all(a < b for a, b in itertools.pairwise(delivered))
     assert (judged["out_of_order"] == 0) == in_order
 
 
