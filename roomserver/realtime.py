@@ -80,6 +80,11 @@ from roomserver.sessions import SessionStore
 log = logging.getLogger(__name__)
 
 MODERATORS = ("owner", "moderator")
+REMOVALS = {
+    "kicked": (CloseCode.KICKED, "kicked by a moderator"),
+    "no_longer_qualifies": (CloseCode.NO_LONGER_QUALIFIES, "no longer meets the room's token/NFT gate"),
+}
+"""`user_left` reasons that close the user's sockets on every node, with their close code."""
 
 
 @dataclass
@@ -419,16 +424,18 @@ class Realtime:
             seen.add(user)
         elif kind == "user_left":
             user = str(head.get("user_id"))
-            if head.get("reason") == "kicked":
+            removal = REMOVALS.get(str(head.get("reason")))
+            if removal is not None:
                 for conn in self.connections(room, user):
-                    self._spawn(self._close_kicked(conn, room, user))
+                    self._spawn(self._close_removed(conn, room, user, removal))
             if user not in seen:
                 return False
             seen.discard(user)
         return True
 
-    async def _close_kicked(self, conn: Connection, room: str, user: str) -> None:
-        await self.hub.disconnect(conn, CloseCode.KICKED, "kicked by a moderator")
+    async def _close_removed(self, conn: Connection, room: str, user: str,
+                             removal: tuple[CloseCode, str]) -> None:
+        await self.hub.disconnect(conn, *removal)
         with contextlib.suppress(Exception):  # leave now, skipping the reconnect grace
             await self.store.remove(room, user, self.node_id)
 
