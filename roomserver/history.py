@@ -15,6 +15,7 @@ All methods raise typed errors (`NotFound`, `Forbidden`, `BadRequest`) for bad i
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -84,8 +85,9 @@ def _dump(frame: Frame) -> tuple[dict[str, Any], str]:
 class History:
     """Durable room events over one asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, group_commit: bool = True) -> None:
         self._pool = pool
+        self._group = _GroupCommit(self) if group_commit else None
 
     # ---- reads ----
 
@@ -167,7 +169,15 @@ class History:
 
     async def post_message(self, room_id: uuid.UUID, author: Author, text: str, *,
                            reply_to: str | None = None, client_msg_id: str | None = None) -> Written:
-        """A chat message (`new_message`)."""
+        """A chat message (`new_message`). Plain messages are group-committed (see
+        `_GroupCommit`); replies are written one at a time."""
+        if reply_to is None and self._group is not None:
+            return await self._group.post(room_id, author, text, client_msg_id)
+        return await self._post_one(room_id, author, text, reply_to=reply_to,
+                                    client_msg_id=client_msg_id)
+
+    async def _post_one(self, room_id: uuid.UUID, author: Author, text: str, *,
+                        reply_to: str | None = None, client_msg_id: str | None = None) -> Written:
         reply_id = None if reply_to is None else as_uuid(reply_to, "message_not_found", "message")
 
         async def body(conn: asyncpg.Connection, seq: int) -> Written:
@@ -362,3 +372,142 @@ def _message_row(row: asyncpg.Record) -> dict[str, Any]:
         "pinned": bool(row["is_pinned"]), "deleted": deleted,
         "reactions": row["reactions"] or {}, "metadata": {} if deleted else (row["metadata"] or {}),
     }
+
+
+@dataclass
+class _Pending:
+    room_id: uuid.UUID
+    author: Author
+    text: str
+    client_msg_id: str | None
+    future: asyncio.Future[Written]
+
+
+class _GroupCommit:
+    """Group commit of plain chat messages: the messages posted while one batch is being
+    written go into the next batch, ONE transaction for all of them (several rooms).
+
+    Same guarantees as one transaction per message: the room rows are locked (in id order,
+    so concurrent batches of other processes cannot deadlock) before the idempotency check,
+    each room's seqs are bumped by its count of fresh messages (gap-free), the messages and
+    their `room_events` are inserted, and every caller gets its `Written` only after the
+    COMMIT (durability before ack and publish). If the batch fails for any reason (a check
+    violation, an unknown room), nothing of it is kept and each message is retried alone, so
+    one bad message fails only its own caller."""
+
+    MAX_BATCH = 128
+
+    def __init__(self, history: History) -> None:
+        self._history = history
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def post(self, room_id: uuid.UUID, author: Author, text: str,
+                   client_msg_id: str | None) -> Written:
+        future: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(room_id, author, text, client_msg_id, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._run())
+        return await asyncio.shield(future)  # a cancelled caller must not cancel the batch
+
+    async def _run(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+            try:
+                results = await self._write(batch)
+            except Exception:
+                for item in batch:
+                    await self._alone(item)
+                continue
+            for item, written in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(written)
+
+    async def _alone(self, item: _Pending) -> None:
+        try:
+            written = await self._history._post_one(item.room_id, item.author, item.text,
+                                                    client_msg_id=item.client_msg_id)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            if not item.future.done():
+                item.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not item.future.done():
+                item.future.set_result(written)
+
+    async def _write(self, batch: list[_Pending]) -> list[Written]:
+        rooms = sorted({item.room_id for item in batch})
+        keyed = [i for i, item in enumerate(batch) if item.client_msg_id is not None]
+        async with self._history._pool.acquire() as conn, conn.transaction():
+            locked = await conn.fetch(
+                """SELECT id, now() AS ts FROM study_rooms WHERE id = ANY($1::uuid[])
+                   ORDER BY id FOR UPDATE""", rooms)
+            if len(locked) != len(rooms):
+                raise errors.NotFound("no such room", code="room_not_found")
+            created_at = locked[0]["ts"].isoformat()
+            answers: list[Written | None] = [None] * len(batch)
+            first: dict[tuple[uuid.UUID, uuid.UUID, str], int] = {}
+            resend_of: dict[int, int] = {}
+            if keyed:
+                rows = await conn.fetch(
+                    """SELECT m.room_id, m.sender_id, m.client_msg_id, m.id, m.seq
+                       FROM chat_messages m
+                       JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(room_id, sender_id, cmid)
+                         ON m.room_id = k.room_id AND m.sender_id = k.sender_id
+                        AND m.client_msg_id = k.cmid""",
+                    [batch[i].room_id for i in keyed], [batch[i].author.user_id for i in keyed],
+                    [batch[i].client_msg_id for i in keyed])
+                done = {(r["room_id"], r["sender_id"], r["client_msg_id"]): (int(r["seq"]), str(r["id"]))
+                        for r in rows}
+                for i in keyed:
+                    item = batch[i]
+                    key = (item.room_id, item.author.user_id, item.client_msg_id or "")
+                    if key in done:
+                        answers[i] = Written(*done[key], None, False)
+                    elif key in first:
+                        resend_of[i] = first[key]
+                    else:
+                        first[key] = i
+            fresh = [i for i in range(len(batch)) if answers[i] is None and i not in resend_of]
+            counts: dict[uuid.UUID, int] = {}
+            for i in fresh:
+                counts[batch[i].room_id] = counts.get(batch[i].room_id, 0) + 1
+            if counts:
+                bumped = await conn.fetch(
+                    """UPDATE study_rooms s SET last_seq = s.last_seq + d.n
+                       FROM unnest($1::uuid[], $2::bigint[]) AS d(id, n)
+                       WHERE s.id = d.id RETURNING s.id, s.last_seq""",
+                    list(counts), list(counts.values()))
+                next_seq = {row["id"]: int(row["last_seq"]) - counts[row["id"]] + 1 for row in bumped}
+                cols: list[list[Any]] = [[], [], [], [], [], [], []]
+                for i in fresh:
+                    item = batch[i]
+                    seq = next_seq[item.room_id]
+                    next_seq[item.room_id] = seq + 1
+                    mid = uuid.uuid4()
+                    message = Message(id=str(mid), user_id=str(item.author.user_id), text=item.text,
+                                      username=item.author.username,
+                                      client_msg_id=item.client_msg_id, created_at=created_at)
+                    _, encoded = _dump(NewMessage(room_id=str(item.room_id), seq=seq, message=message))
+                    for col, value in zip(cols, (mid, item.room_id, seq, item.author.user_id, item.text,
+                                                 item.client_msg_id, encoded), strict=True):
+                        col.append(value)
+                    answers[i] = Written(seq, str(mid), encoded, True)
+                await conn.execute(
+                    """WITH m AS (
+                           INSERT INTO chat_messages (id, room_id, seq, sender_id, content, client_msg_id)
+                           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[],
+                                                $5::text[], $6::text[]))
+                       INSERT INTO room_events (room_id, seq, event_type, actor_id, payload)
+                       SELECT r, s, 'new_message', a, p::jsonb
+                       FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $7::text[]) AS x(r, s, a, p)""",
+                    *cols)
+        out: list[Written] = []
+        for i, answer in enumerate(answers):
+            if answer is None:  # a resend of an earlier message of this batch
+                original = answers[resend_of[i]]
+                assert original is not None
+                answer = Written(original.seq, original.message_id, None, False)
+            out.append(answer)
+        return out

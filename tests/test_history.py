@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
+import orjson
 import pytest
 
+from roomserver import errors
 from roomserver.broker import MemoryBroker
 from roomserver.db import create_pool
 from roomserver.history import Author, History
@@ -111,3 +113,30 @@ async def test_sweep_delivers_a_lone_event_whose_publish_was_lost(pool: asyncpg.
         await realtime.detach(conn, caller)
     finally:
         await realtime.close()
+
+
+async def test_group_commit_batches_rooms_keeps_seqs_gap_free_and_isolates_failures(pool: asyncpg.Pool) -> None:
+    history = History(pool)
+    (room_a, user), (room_b, _) = await _room(pool), await _room(pool)
+    author = Author(user, "alice")
+    posts = [history.post_message(room, author, f"{tag}{i}", client_msg_id=f"{tag}{i}")
+             for i in range(30) for room, tag in ((room_a, "a"), (room_b, "b"))]
+    posts.append(history.post_message(room_a, author, "dup", client_msg_id="a3"))  # resend in flight
+    written = await asyncio.gather(*posts)
+    bad = await asyncio.gather(history.post_message(room_b, author, "x" * 9000),  # fail alone
+                               history.post_message(uuid.uuid4(), author, "nowhere"),
+                               history.post_message(room_a, author, "a30"), return_exceptions=True)
+    assert isinstance(bad[0], asyncpg.CheckViolationError) and isinstance(bad[1], errors.NotFound)
+    assert not isinstance(bad[2], BaseException) and bad[2].seq == 31
+    a = [w for w, p in zip(written[:60], range(60), strict=True) if p % 2 == 0]
+    b = [w for w, p in zip(written[:60], range(60), strict=True) if p % 2 == 1]
+    assert sorted(w.seq for w in a) == list(range(1, 31)) and sorted(w.seq for w in b) == list(range(1, 31))
+    assert written[60].fresh is False and written[60].seq == a[3].seq and written[60].message_id == a[3].message_id
+    assert await history.current_seq(str(room_a)) == 31 and await history.current_seq(str(room_b)) == 30
+    events = await history.fetch_range(str(room_a), 0, 30)
+    assert [seq for seq, _ in events] == list(range(1, 31))
+    rows = await history.messages(room_b, 0, 100)
+    assert [r["seq"] for r in rows] == list(range(1, 31))
+    by_seq = {w.seq: w for w in a}
+    for seq, text in events:  # the stored event is the frame that was published
+        assert orjson.loads(text) == orjson.loads(by_seq[seq].frame)
