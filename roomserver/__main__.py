@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -66,14 +67,40 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
 
     print(f"roomserver listening on http://{settings.host}:{settings.port}", flush=True)
     if workers > 1:
-        os.environ.update({"HOST": settings.host, "PORT": str(settings.port)})
-        uvicorn.run("roomserver.app:app_from_env", factory=True, host=settings.host,
-                    port=settings.port, workers=workers, ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES,
-                    log_level=settings.log_level, proxy_headers=False)
+        if not settings.redis_url:
+            print("roomserver: --workers > 1 needs REDIS_URL: workers fan out to each other "
+                  "through Redis", file=sys.stderr)
+            return 2
+        with contextlib.ExitStack() as shared:
+            env = _shared_parts(settings, shared)
+            os.environ.update({"HOST": settings.host, "PORT": str(settings.port), **env})
+            uvicorn.run("roomserver.app:app_from_env", factory=True, host=settings.host,
+                        port=settings.port, workers=workers, ws_per_message_deflate=False,
+                        ws_max_size=MAX_FRAME_BYTES, log_level=settings.log_level,
+                        proxy_headers=False)
         return 0
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES, log_level=settings.log_level, proxy_headers=False)
     return 0
+
+
+def _shared_parts(settings: Settings, stack: contextlib.ExitStack) -> dict[str, str]:
+    """Start the embedded database and local ledger once for all workers; their URLs."""
+    from roomserver.ledger.process import start_ledger
+    from roomserver.pgembed import EmbeddedPostgres
+
+    env: dict[str, str] = {}
+    if not settings.database_url:
+        pg = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
+        env["DATABASE_URL"] = pg.start()
+        stack.callback(pg.stop)
+        print(f"database  embedded PostgreSQL + pgvector at {env['DATABASE_URL']}", flush=True)
+    if not settings.solana_rpc_url:
+        ledger = start_ledger(settings.data_dir.resolve() / "ledger")
+        stack.callback(ledger.stop)
+        env["SOLANA_RPC_URL"] = ledger.url
+        print(f"solana    local ledger at {ledger.url}", flush=True)
+    return env
 
 
 def _tool(name: str, argv: list[str]) -> int:

@@ -74,11 +74,20 @@ def read_keypair(path: Path) -> Keypair:
 
 
 def _generate(path: Path) -> Keypair:
+    """A new keypair written whole to a private temp file, then linked into place: a
+    concurrent reader sees no file or the whole file (FileExistsError if another won)."""
     keypair = Keypair()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(list(bytes(keypair)), out)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(list(bytes(keypair)), out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
     return keypair
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,48 @@ def test_help_lists_subcommands_and_settings() -> None:
     for word in ("serve", "migrate", "DATABASE_URL", "REDIS_URL", "SOLANA_RPC_URL",
                  "ANTHROPIC_API_KEY", "PUBLIC_ORIGIN", "ALLOWED_ORIGINS"):
         assert word in out
+
+
+def test_workers_need_redis(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "roomserver", "serve", "--workers", "2",
+                           "--port", str(free_port())], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "REDIS_URL" in done.stderr
+
+
+async def test_two_workers_share_one_database_ledger_and_redis(tmp_path: Path) -> None:
+    """`serve --workers 2`: the embedded database and ledger start once, for both workers."""
+    from tests.clients import sign_in
+    from tests.redis_fixtures import RedisServer
+    from tests.ws_client import RoomClient, create_room
+
+    redis = RedisServer()
+    redis.start()
+    port = free_port()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "REDIS_URL": redis.url,
+           "EMBEDDINGS_PRELOAD": "false", "PUBLIC_ORIGIN": f"http://127.0.0.1:{port}"}
+    proc = subprocess.Popen([sys.executable, "-m", "roomserver", "serve", "--workers", "2",
+                             "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, proc, timeout=120)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            assert (await http.get("/health")).status_code == 200
+            alice, bob = await sign_in(http), await sign_in(http)
+            room = await create_room(http, alice)
+            clients = [await RoomClient.open(base, user, room) for user in (alice, bob) * 3]
+            ack = await clients[0].request(type="chat_message", text="hi all", client_msg_id="c1")
+            for client in clients:  # (the sender may get its message before its ack)
+                seen = [f for f in client.frames if f["type"] == "new_message"]
+                got = seen[0] if seen else await client.wait_for(lambda f: f["type"] == "new_message")
+                assert got["seq"] == ack["seq"] and got["message"]["text"] == "hi all"
+                await client.close()
+        assert len(list((tmp_path / "data").glob("postgres/pgdata/PG_VERSION"))) == 1
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+        redis.stop()
