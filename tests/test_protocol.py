@@ -81,6 +81,10 @@ SERVER: dict[str, st.SearchStrategy[Any]] = {
     "socratic_response": st.builds(p.SocraticResponse, text=st.text(max_size=100), done=st.booleans()),
     "recovered": st.builds(p.Recovered, complete=st.booleans(), from_seq=seqs, to_seq=seqs),
     "pong": st.builds(p.Pong),
+    "notification": st.builds(
+        p.Notification, kind=ids,
+        data=st.dictionaries(ids, st.one_of(st.integers(-10**6, 10**6), texts, st.none()), max_size=4),
+    ),
     "error": st.builds(p.Error, code=ids, message=texts, ref=opt(ids), retry_after=opt(st.floats(0, 100))),
 }
 
