@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 from roomserver.config import SETTINGS, Settings
 
+FAST_WS = "roomserver.ws:FrameCachingProtocol"
+"""uvicorn's websockets-sansio protocol, framing each fan-out message once (roomserver/ws.py)."""
+
 
 def _settings_help() -> str:
     rows = [f"  {s.env:<22} {s.help} (default: {s.default or 'empty'})" for s in SETTINGS.values()]
@@ -75,12 +78,12 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
             env = _shared_parts(settings, shared)
             os.environ.update({"HOST": settings.host, "PORT": str(settings.port), **env})
             uvicorn.run("roomserver.app:app_from_env", factory=True, host=settings.host,
-                        port=settings.port, workers=workers, ws_per_message_deflate=False,
+                        port=settings.port, workers=workers, ws=FAST_WS, ws_per_message_deflate=False,
                         ws_max_size=MAX_FRAME_BYTES, log_level=settings.log_level,
                         proxy_headers=False)
         return 0
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES, log_level=settings.log_level, proxy_headers=False)
+                ws=FAST_WS, ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES, log_level=settings.log_level, proxy_headers=False)
     return 0
 
 

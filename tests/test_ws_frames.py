@@ -1,0 +1,67 @@
+"""The frame-caching uvicorn protocol `python -m roomserver serve` runs (roomserver.ws)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+from websockets.asyncio.client import connect
+from websockets.frames import Frame, Opcode
+
+from roomserver.pgembed import free_port
+from roomserver.ws import FrameCachingProtocol, text_frame
+
+
+def test_text_frame_matches_the_websockets_serializer() -> None:
+    for n in (0, 1, 125, 126, 65535, 65536, 70000):
+        text = "é" * (n // 2) + "x" * (n % 2)
+        expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+        assert text_frame(text) == expected
+
+
+async def test_one_str_object_reaches_every_socket_and_others_still_work() -> None:
+    shared = "shared " * 30
+    big = "b" * 70000
+    sockets: list[object] = []
+    ready = asyncio.Event()
+
+    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        sockets.append(send)
+        if len(sockets) == 3:
+            ready.set()
+        await ready.wait()
+        for text in (shared, shared, big, f"own {len(sockets)}"):  # the same objects for all
+            await send({"type": "websocket.send", "text": text})
+        await send({"type": "websocket.send", "bytes": b"\x00bin"})
+        message = await receive()
+        await send({"type": "websocket.send", "text": "echo " + message["text"]})
+        await send({"type": "websocket.close", "code": 1000})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, ws=FrameCachingProtocol,
+                                           ws_per_message_deflate=False, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        async def client() -> list[str | bytes]:
+            async with connect(f"ws://127.0.0.1:{port}/", max_size=None) as ws:
+                got = [await ws.recv() for _ in range(5)]
+                await ws.send("hi")
+                got.append(await ws.recv())
+                return got
+
+        results = await asyncio.gather(*(client() for _ in range(3)))
+        for got in results:
+            assert got[:3] == [shared, shared, big]
+            assert str(got[3]).startswith("own ") and got[4] == b"\x00bin" and got[5] == "echo hi"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
