@@ -141,9 +141,8 @@ class EmbeddedPostgres:
             kwargs = {"user": self._user.pw_uid, "group": self._user.pw_gid,
                       "env": {**os.environ, "HOME": str(self.data_dir), "USER": SYSTEM_USER}}
         started = time.monotonic()
-        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=self.data_dir, timeout=120,
-                              **kwargs)  # type: ignore[call-overload]
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              cwd=self.data_dir, timeout=120, **kwargs)  # type: ignore[call-overload]
         log.debug("%s took %.2fs", program, time.monotonic() - started)
         if check and proc.returncode != 0:
             tail = ""

@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -34,7 +34,7 @@ class SessionStore:
                     user_agent: str | None = None) -> tuple[str, datetime]:
         """A new token for `user_id`, inside the caller's transaction."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        expires_at = datetime.now(timezone.utc) + self._ttl
+        expires_at = datetime.now(UTC) + self._ttl
         await conn.execute(
             """INSERT INTO sessions (user_id, token_hash, expires_at, ip, user_agent)
                VALUES ($1, $2, $3, $4, $5)""",

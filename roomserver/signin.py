@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -38,7 +38,7 @@ class SignIn:
     async def challenge(self, address: str | None) -> Challenge:
         """A fresh nonce and the sign-in input naming this server; the exact text when the
         wallet address is known (wallets that only do `signMessage` sign that text)."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         expires = now + timedelta(seconds=self._settings.nonce_ttl_seconds)
         if address is not None:
             siws.decode_public_key(address)  # a valid base58 ed25519 key, or `malformed`
@@ -63,7 +63,7 @@ class SignIn:
         key = siws.decode_public_key(public_key)
         signed = siws.decode_message(message)
         sig = siws.decode_signature(signature)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         expected = siws.Expected(domain=self._settings.domain, uri_origin=self._settings.origin,
                                  chain_id=self._settings.solana_chain_id, nonce=None, now=now)
         fields = siws.verify(signed, sig, key, expected)

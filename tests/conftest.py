@@ -7,6 +7,7 @@ import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from roomserver.config import Settings
@@ -61,7 +62,7 @@ async def base_url(settings: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def http(base_url: str) -> AsyncIterator["httpx.AsyncClient"]:
+async def http(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     import httpx
 
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:

@@ -24,13 +24,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from roomserver.pgembed import free_port
+from tests.servers import serve_asgi
 
 
 @dataclass(frozen=True)
@@ -147,19 +147,9 @@ class FakeAnthropic:
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[FakeAnthropic]:
-        port = free_port()
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off", timeout_graceful_shutdown=2)
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
-            self.url = f"http://127.0.0.1:{port}"
-            yield self
-        finally:
-            self._release.set()
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=15)
+        async with serve_asgi(self.app(), free_port(), lifespan="off") as url:
+            self.url = url
+            try:
+                yield self
+            finally:
+                self._release.set()  # let stalled streams end so shutdown does not wait on them

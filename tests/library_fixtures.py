@@ -6,35 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
 
-from roomserver.app import create_app
 from roomserver.config import Settings
 from roomserver.embeddings import Embedder
 from tests.clients import SignedInUser
+from tests.servers import run_app
 
 
-@contextlib.asynccontextmanager
-async def serve(settings: Settings, embedder: Embedder) -> AsyncIterator[str]:
+def serve(settings: Settings, embedder: Embedder) -> contextlib.AbstractAsyncContextManager[str]:
     """`create_app(settings, embedder=...)` under uvicorn on settings.port; yields the base URL."""
-    config = uvicorn.Config(create_app(settings, embedder=embedder), host="127.0.0.1",
-                            port=settings.port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("server exited during start-up")
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{settings.port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=30)
+    return run_app(settings, embedder=embedder)
 
 
 async def upload(http: httpx.AsyncClient, user: SignedInUser, content: bytes, filename: str,
@@ -45,7 +29,7 @@ async def upload(http: httpx.AsyncClient, user: SignedInUser, content: bytes, fi
 
 
 async def wait_job(http: httpx.AsyncClient, user: SignedInUser, job_id: str, *,
-                   until: tuple[str, ...] = ("ready", "failed"), timeout: float = 120) -> dict[str, Any]:  # noqa: ASYNC109
+                   until: tuple[str, ...] = ("ready", "failed"), timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         response = await http.get(f"/api/v1/ingest/jobs/{job_id}", headers=user.headers)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import uvicorn
+from uvicorn._types import ASGIApplication
 
 from roomserver.app import create_app
 from roomserver.config import Settings
@@ -24,13 +25,12 @@ from tests.model_fixtures import shared_lazy_minilm
 
 
 @contextlib.asynccontextmanager
-async def run_app(settings: Settings, *, embedder: Embedder | None = None) -> AsyncIterator[str]:
-    """Serve `create_app(settings)` on 127.0.0.1:settings.port in this loop; yields the base URL.
-
-    `embedder` defaults to the test session's one lazily loaded MiniLM model."""
-    app = create_app(settings, embedder=embedder or shared_lazy_minilm())
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                            ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES, lifespan="on")
+async def serve_asgi(app: ASGIApplication, port: int, *, lifespan: str = "on",
+                     shutdown_timeout: float = 15) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:`port` in this loop; yields the base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES,
+                            lifespan=lifespan, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -39,10 +39,20 @@ async def run_app(settings: Settings, *, embedder: Embedder | None = None) -> As
                 task.result()
                 raise RuntimeError("server exited during start-up")
             await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{settings.port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, timeout=15)
+        await asyncio.wait_for(task, timeout=shutdown_timeout)
+
+
+@contextlib.asynccontextmanager
+async def run_app(settings: Settings, *, embedder: Embedder | None = None) -> AsyncIterator[str]:
+    """Serve `create_app(settings)` on 127.0.0.1:settings.port; yields the base URL.
+
+    `embedder` defaults to the test session's one lazily loaded MiniLM model."""
+    app = create_app(settings, embedder=embedder or shared_lazy_minilm())
+    async with serve_asgi(app, settings.port, shutdown_timeout=30) as url:
+        yield url
 
 
 @contextlib.contextmanager
@@ -50,7 +60,7 @@ def run_process(env: dict[str, str], *, port: int | None = None, log: Path | Non
                 args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`python -m roomserver serve` as a child process; yields (base URL, process)."""
     port = port or free_port()
-    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log, "ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "roomserver", "serve", "--port", str(port), *args],
         env={**os.environ, "EMBEDDINGS_PRELOAD": "false", **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,

@@ -17,9 +17,9 @@ from roomserver.hub import Connection, Hub
 from tests.redis_fixtures import RedisServer, redis_server, redis_url  # noqa: F401
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> None:  # noqa: ASYNC109
+async def wait_until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 (polling observed state)
+        while not cond():
             await asyncio.sleep(0.01)
 
 

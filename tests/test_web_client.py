@@ -18,15 +18,15 @@ from importlib import resources
 import base58
 import httpx
 import pytest
-import uvicorn
 from nacl.signing import SigningKey
 from websockets.asyncio.client import connect
 
 from roomserver import web
-from roomserver.app import all_endpoints, create_app
+from roomserver.app import all_endpoints
 from roomserver.config import Settings
 from roomserver.embeddings import HashingEmbedder
 from roomserver.protocol import CLIENT_TYPES, SERVER_TYPES
+from tests.servers import run_app
 
 STATIC = resources.files("roomserver").joinpath("static")
 
@@ -38,18 +38,8 @@ def read(name: str) -> str:
 @pytest.fixture(scope="module")
 async def base_url(settings: Settings) -> AsyncIterator[str]:
     """The whole app, with the hashing embedder: this module needs no language model."""
-    config = uvicorn.Config(create_app(settings, embedder=HashingEmbedder()), host="127.0.0.1",
-                            port=settings.port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("server exited during start-up")
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{settings.port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, timeout=15)
+    async with run_app(settings, embedder=HashingEmbedder()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
