@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from roomserver import errors, nft, web
+from roomserver.achievements import Achievements
 from roomserver.api import auth, health, ipfs, openapi, rooms
 from roomserver.api import documents as documents_api
 from roomserver.api import messages as messages_api
@@ -161,6 +162,8 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     state.nft = nft.from_settings(settings, pool, rpc, state.blobs, modes)
     await open_library(settings, stack, state, embedder)
     state.tutor = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
+    state.achievements = Achievements(pool, announce=state.realtime.announce_achievement)
+    state.realtime.achievements = state.achievements
     link_room_events(state)
     return state
 
@@ -168,7 +171,8 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
 def link_room_events(state: AppState) -> None:
     """What REST-side services do that rooms must see goes through the realtime write path."""
     realtime = state.realtime
-    state.nft.announce = realtime.announce
+    if state.nft is not None:
+        state.nft.announce = realtime.announce
     state.library.on_shared = realtime.document_shared
     state.highlights.on_created = realtime.highlight_created
     state.ingestor.notify = realtime.notify_user

@@ -34,6 +34,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from roomserver import errors
+from roomserver.achievements import Achievements
 from roomserver.broker import (
     GLOBAL_NOTIFICATIONS,
     Broker,
@@ -51,6 +52,8 @@ from roomserver.history import Author, History, Written, as_uuid
 from roomserver.hub import Connection, Hub
 from roomserver.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
 from roomserver.protocol import (
+    Achievement,
+    AchievementEarned,
     Ack,
     ChatMessage,
     DocumentShare,
@@ -80,6 +83,8 @@ from roomserver.sessions import SessionStore
 log = logging.getLogger(__name__)
 
 MODERATORS = ("owner", "moderator")
+FIRSTS: dict[type, str] = {ChatMessage: "first_message", HighlightCreate: "first_highlight"}
+"""Achievements a durable socket frame can earn."""
 REMOVALS = {
     "kicked": (CloseCode.KICKED, "kicked by a moderator"),
     "no_longer_qualifies": (CloseCode.NO_LONGER_QUALIFIES, "no longer meets the room's token/NFT gate"),
@@ -188,6 +193,7 @@ class Realtime:
         self.share_policy: DocumentPolicy = self._document_exists
         self.tutor: TutorHandler | None = None
         self.frame_observer: FrameObserver | None = None
+        self.achievements: Achievements | None = None
         self._local: dict[str, dict[Connection, Caller]] = {}
         self._seen: dict[str, set[str]] = {}  # room -> users announced present here
         self._lagging: dict[str, int] = {}
@@ -312,6 +318,9 @@ class Realtime:
         if written.frame is not None:
             await self.publish_event(str(caller.room_id), frame_channel(frame, caller.room_id),
                                      written.frame)
+            code = FIRSTS.get(type(frame))
+            if code is not None and self.achievements is not None:
+                await self.achievements.award(caller.user_id, code, caller.room_id)
         return self._ack(frame.client_msg_id, written)
 
     async def _durable(self, caller: Caller, frame: Any) -> Written:
@@ -523,6 +532,17 @@ class Realtime:
         written = await self.history.record_highlight(room_id, actor_id, highlight)
         if written.frame is not None:
             await self.publish_event(str(room_id), room_documents(str(room_id)), written.frame)
+
+    async def announce_achievement(self, user_id: uuid.UUID, room_id: uuid.UUID | None,
+                                   achievement: Achievement) -> None:
+        """`achievement_earned` to the room it was earned in (everyone sees it), or to the
+        user alone as a `notification` when it was earned outside a room."""
+        frame = AchievementEarned(user_id=str(user_id), achievement=achievement)
+        if room_id is None:
+            await self.notify_user(user_id, frame.model_dump(mode="json", exclude_none=True))
+            return
+        with contextlib.suppress(Exception):  # best effort, like presence
+            await self.broker.publish(room_messages(str(room_id)), encode(frame))
 
     async def notify_user(self, user_id: uuid.UUID, payload: dict[str, Any]) -> None:
         """A `notification` frame to every socket of this user, on every node."""

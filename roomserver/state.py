@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from roomserver.achievements import Achievements
 from roomserver.blobstore import BlobStore
 from roomserver.config import Settings
 from roomserver.embeddings import Embedder
@@ -46,3 +47,4 @@ class AppState:
     library: Library = field(init=False)
     highlights: Highlights = field(init=False)
     tutor: TutorService | None = None
+    achievements: Achievements = field(init=False)

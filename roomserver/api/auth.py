@@ -60,6 +60,21 @@ class Disconnected(BaseModel):
     revoked: bool
 
 
+class EarnedAchievement(BaseModel):
+    code: str
+    name: str
+    description: str
+    xp: int
+    earned_at: datetime
+    room_id: uuid.UUID | None = None
+
+
+class AchievementList(BaseModel):
+    xp: int
+    level: int
+    achievements: list[EarnedAchievement]
+
+
 def _signin(request: Request) -> SignIn:
     state = app_state(request)
     return SignIn(state.db, state.sessions, state.settings)
@@ -110,6 +125,15 @@ async def update_profile(request: Request) -> Response:
     return reply(await users.update_profile(app_state(request).db, session.user_id, changes))
 
 
+async def achievements(request: Request) -> Response:
+    session = await require_user(request)
+    state = app_state(request)
+    user = await users.get(state.db, session.user_id)
+    earned = await state.achievements.of_user(session.user_id)
+    return reply(AchievementList(xp=user.xp, level=user.level,
+                                 achievements=[EarnedAchievement(**a) for a in earned]))
+
+
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/auth/siws/challenge", challenge, "Ask for a sign-in challenge",
              "auth", body=ChallengeRequest, response=ChallengeResponse, auth=False, errors=(401, 429)),
@@ -122,4 +146,6 @@ ENDPOINTS = [
              response=users.User),
     Endpoint("PATCH", "/api/v1/users/profile", update_profile, "Update the signed-in user's profile",
              "users", body=ProfileUpdate, response=users.User, errors=(409,)),
+    Endpoint("GET", "/api/v1/users/achievements", achievements,
+             "The signed-in user's achievements, XP and level", "users", response=AchievementList),
 ]

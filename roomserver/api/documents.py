@@ -96,6 +96,8 @@ async def upload(request: Request) -> Response:
         result = await _library(request).upload(session.user_id, file.file, file.filename,
                                                 title=title, tags=tags, is_public=is_public)
     body = UploadResponse(document=result.document, job=result.job, duplicate=result.duplicate)
+    if not result.duplicate:
+        await app_state(request).achievements.award(session.user_id, "first_upload")
     return reply(body, status=200 if result.duplicate else 202)
 
 
@@ -197,7 +199,9 @@ async def create_highlight(request: Request) -> Response:
     session = await require_user(request)
     document_id = _path_id(request)
     body = await read_body(request, HighlightDraft)
-    return reply(await _highlights(request).create(document_id, session.user_id, body), status=201)
+    made = await _highlights(request).create(document_id, session.user_id, body)
+    await app_state(request).achievements.award(session.user_id, "first_highlight", body.room_id)
+    return reply(made, status=201)
 
 
 async def list_highlights(request: Request) -> Response:

@@ -100,7 +100,9 @@ def _room_id(request: Request) -> uuid.UUID:
 async def create_room(request: Request) -> Response:
     session = await require_user(request)
     body = await read_body(request, CreateRoomRequest)
-    return reply(await _service(request).create(session.user_id, body), status=201)
+    room = await _service(request).create(session.user_id, body)
+    await app_state(request).achievements.award(session.user_id, "first_room")
+    return reply(room, status=201)
 
 
 async def list_rooms(request: Request) -> Response:

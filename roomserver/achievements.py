@@ -1,0 +1,80 @@
+"""Achievements: awarded once per user, each adding XP (and so maybe a level), announced live.
+
+Codes live in the `achievements` table (seeded by schema/0001). Awarding never fails the action
+that earned it: a database error is logged and the action goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from roomserver.protocol import Achievement
+
+log = logging.getLogger(__name__)
+
+Announce = Callable[[uuid.UUID, uuid.UUID | None, Achievement], Awaitable[None]]
+"""announce(user_id, room_id or None, achievement): tell the user (and the room they earned it in)."""
+
+KNOWN_LIMIT = 200_000
+
+
+async def _silent(user_id: uuid.UUID, room_id: uuid.UUID | None, achievement: Achievement) -> None:
+    return None
+
+
+class Achievements:
+    def __init__(self, pool: asyncpg.Pool, announce: Announce = _silent):
+        self._pool = pool
+        self.announce = announce
+        # (user, code) pairs known to be awarded: the hot path (every chat message) skips the query
+        self._known: set[tuple[uuid.UUID, str]] = set()
+
+    async def award(self, user_id: uuid.UUID, code: str, room_id: uuid.UUID | None = None) -> Achievement | None:
+        """Award `code` to the user unless they have it; returns it when newly earned."""
+        if (user_id, code) in self._known:
+            return None
+        try:
+            earned = await self._insert(user_id, code, room_id)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("achievement %s for %s not recorded: %s", code, user_id, exc)
+            return None
+        if len(self._known) >= KNOWN_LIMIT:
+            self._known.clear()
+        self._known.add((user_id, code))
+        if earned is not None:
+            try:
+                await self.announce(user_id, room_id, earned)
+            except Exception:
+                log.exception("announcing achievement %s failed", code)
+        return earned
+
+    async def _insert(self, user_id: uuid.UUID, code: str, room_id: uuid.UUID | None) -> Achievement | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """WITH new AS (
+                       INSERT INTO user_achievements (user_id, achievement_id, room_id)
+                       SELECT $1, id, $3 FROM achievements WHERE code = $2
+                       ON CONFLICT DO NOTHING RETURNING achievement_id)
+                   SELECT a.code, a.name, a.description, a.xp_reward
+                   FROM new JOIN achievements a ON a.id = new.achievement_id""",
+                user_id, code, room_id)
+            if row is None:
+                return None
+            await conn.execute(
+                """UPDATE users SET xp = xp + $2, updated_at = now(),
+                       level = (SELECT max(level) FROM user_levels WHERE min_xp <= users.xp + $2)
+                   WHERE id = $1""", user_id, row["xp_reward"])
+        return Achievement(code=row["code"], name=row["name"], description=row["description"],
+                           xp=row["xp_reward"])
+
+    async def of_user(self, user_id: uuid.UUID) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            """SELECT a.code, a.name, a.description, a.xp_reward AS xp, ua.earned_at, ua.room_id
+               FROM user_achievements ua JOIN achievements a ON a.id = ua.achievement_id
+               WHERE ua.user_id = $1 ORDER BY ua.earned_at""", user_id)
+        return [dict(r) for r in rows]
