@@ -51,6 +51,8 @@ from roomserver.state import AppState
 
 log = logging.getLogger(__name__)
 
+WRITE_TEXT = "roomserver.write_text"
+"""ASGI scope extension set by FrameCachingProtocol: a sync `write_text(str) -> bool`."""
 HOLD_MAX = 4096
 """Frames buffered for one socket while it recovers; past it the socket must resume again."""
 FLOOD_STRIKES = 20
@@ -79,8 +81,9 @@ class SocketOutlet:
     durable frames with seq <= up_to (already replayed) and sends the rest in order.
     """
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, write_text: Any = None) -> None:
         self._send = send
+        self._write_text = write_text  # FrameCachingProtocol.write_text when serving with it
         self._inflight: asyncio.Task[None] | None = None
         self._held: list[str] | None = None
         self._overflow = False
@@ -97,6 +100,8 @@ class SocketOutlet:
             return True
         if self._inflight is not None and not self._inflight.done():
             return False
+        if self._write_text is not None and self._write_text(text):
+            return True  # framed (once per str) and written, no coroutine
         coro = self._send({"type": "websocket.send", "text": text})
         try:
             waiting = coro.send(None)
@@ -203,7 +208,7 @@ class RoomSocket:
         self.ws = WebSocket(scope, receive, send)
         self.state: AppState = scope["state"]["rs"]
         self.realtime: Realtime = self.state.realtime
-        self.outlet = SocketOutlet(send)
+        self.outlet = SocketOutlet(send, scope.get("extensions", {}).get(WRITE_TEXT))
         self.phase = Phase.HANDSHAKING
         self.flood = RateLimiter(1.0, FLOOD_STRIKES)
 
@@ -424,6 +429,24 @@ class FrameCachingProtocol(WebSocketsSansIOProtocol):
 
     _last_text: str | None = None
     _last_frame = b""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        self.scope["extensions"][WRITE_TEXT] = self.write_text  # type: ignore[index]
+
+    def write_text(self, text: str) -> bool:
+        """Write one text message now, without a coroutine: the hub's fast path. False (and
+        nothing written) unless the socket is open, extension-less and the transport is not
+        paused; then the caller uses the ASGI `send`, which waits."""
+        if (not self.handshake_complete or self.close_sent or self.disconnected
+                or not self.writable.is_set() or self.conn.extensions
+                or self.conn.state is not State.OPEN):
+            return False
+        cls = FrameCachingProtocol
+        if cls._last_text is not text:
+            cls._last_frame, cls._last_text = text_frame(text), text
+        self.transport.write(cls._last_frame)
+        return True
 
     async def send(self, message: Any) -> None:
         text = message.get("text") if message["type"] == "websocket.send" else None

@@ -9,7 +9,7 @@ from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
 from roomserver.pgembed import free_port
-from roomserver.ws import FrameCachingProtocol, text_frame
+from roomserver.ws import WRITE_TEXT, FrameCachingProtocol, text_frame
 
 
 def test_text_frame_matches_the_websockets_serializer() -> None:
@@ -32,12 +32,15 @@ async def test_one_str_object_reaches_every_socket_and_others_still_work() -> No
             await send({"type": "lifespan.shutdown.complete"})
             return
         await receive()
+        write_text = scope["extensions"][WRITE_TEXT]
+        assert write_text("too early") is False  # not accepted yet: nothing written
         await send({"type": "websocket.accept"})
         sockets.append(send)
         if len(sockets) == 3:
             ready.set()
         await ready.wait()
-        for text in (shared, shared, big, f"own {len(sockets)}"):  # the same objects for all
+        assert write_text(shared) is True  # the hub's synchronous fast path
+        for text in (shared, big, f"own {len(sockets)}"):  # the same objects for all
             await send({"type": "websocket.send", "text": text})
         await send({"type": "websocket.send", "bytes": b"\x00bin"})
         message = await receive()
