@@ -2,7 +2,7 @@
 
     from tests.redis_fixtures import redis_url, redis_server  # noqa: F401
 
-`redis_url`: the shared server at 127.0.0.1:6379 (fails loudly if it is not running).
+`redis_url`: a redis-server of the test session's own.
 `redis_server`: a private `redis-server` on a free loopback port, for tests that kill
 connections or restart Redis; `.restart()`, `.stop()`, `.start()`, `.url`.
 """
@@ -16,8 +16,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-
-SHARED_URL = "redis://127.0.0.1:6379/0"
 
 
 def free_port() -> int:
@@ -93,9 +91,11 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url() -> Iterator[str]:
+    """A redis-server of the test session's own (the machine's shared one may not be running)."""
+    server = RedisServer()
+    server.start()
     try:
-        _wait_for(6379, up=True, deadline=2.0)
-    except RuntimeError:
-        pytest.fail("the shared redis-server at 127.0.0.1:6379 is not running", pytrace=False)
-    return SHARED_URL
+        yield server.url
+    finally:
+        server.stop()
