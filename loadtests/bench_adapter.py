@@ -42,7 +42,11 @@ class RoomserverAdapter(Adapter):
         self.run = "%x" % int(time.time() * 1000)  # client_msg_ids are idempotency keys: unique per run
 
     def server_cmd(self, host, port, workers):
-        return ["env", f"PYTHONPATH={REPO}", PYTHON, "-m", "loadtests.bench_server", "serve",
+        # BENCH_RS_PG_OUTSIDE=1 (idle-memory runs): PostgreSQL is left out of the measured process
+        # tree; its backends' RSS counts the shared buffers they touch (not memory per socket).
+        # Otherwise it is inside: the database's CPU is server CPU.
+        outside = os.environ.get("BENCH_RS_PG_OUTSIDE", "0")
+        return ["env", f"PYTHONPATH={REPO}", f"BENCH_RS_PG_OUTSIDE={outside}", PYTHON, "-m", "loadtests.bench_server", "serve",
                 "--host", host, "--port", str(port), "--workers", str(workers)]
 
     def path(self, room):

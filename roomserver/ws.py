@@ -210,7 +210,7 @@ class RoomSocket:
         self.realtime: Realtime = self.state.realtime
         self.outlet = SocketOutlet(send, scope.get("extensions", {}).get(WRITE_TEXT))
         self.phase = Phase.HANDSHAKING
-        self.flood = RateLimiter(1.0, FLOOD_STRIKES)
+        self.flood: RateLimiter | None = None  # made on the first refusal: most sockets never need one
 
     async def run(self) -> None:
         try:
@@ -360,6 +360,8 @@ class RoomSocket:
             await self.outlet.reply(_error_frame(exc, exc.ref))
         except errors.RateLimited as exc:
             await self.outlet.reply(_error_frame(exc, ref))
+            if self.flood is None:
+                self.flood = RateLimiter(1.0, FLOOD_STRIKES)
             if self.flood.acquire("strikes") > 0:
                 log.info("closing socket of %s: rate-limit flood", caller.user_id)
                 await self.outlet.close(CloseCode.FLOOD, "flood")
