@@ -32,7 +32,7 @@ from pydantic import (
 
 from roomserver.protocol import CLIENT_TYPES
 
-VERSION = 1
+VERSION: Literal[1] = 1
 CONTROL_TYPES = frozenset({"join", "leave", "reconnect"})
 FRAME_TYPES = CLIENT_TYPES - {"auth", "resume"}
 EVENT_TYPES = CONTROL_TYPES | FRAME_TYPES

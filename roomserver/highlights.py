@@ -116,7 +116,8 @@ class PagedText:
         return page
 
     def occurrences(self, needle: str) -> list[tuple[int, int]]:
-        found, at = [], self.text.find(needle)
+        found: list[tuple[int, int]] = []
+        at = self.text.find(needle)
         while at >= 0 and len(found) < MAX_OCCURRENCES:
             found.append((at, at + len(needle)))
             at = self.text.find(needle, at + 1)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import uuid
@@ -152,7 +153,10 @@ class Ingestor:
                 continue
             task = asyncio.create_task(self._run(claim), name=f"ingest-{claim.job_id}")
             self._running[claim.job_id] = (claim, task)
-            task.add_done_callback(lambda _t, job=claim.job_id: self._finished(job))
+            task.add_done_callback(functools.partial(self._finished_task, claim.job_id))
+
+    def _finished_task(self, job_id: uuid.UUID, _task: asyncio.Task[None]) -> None:
+        self._finished(job_id)
 
     def _finished(self, job_id: uuid.UUID) -> None:
         self._running.pop(job_id, None)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import builtins
 import hashlib
 import re
 import uuid
@@ -456,7 +457,7 @@ class Library:
             await users.audit(conn, actor_id, "document.revoke", "document", document_id,
                               {column: str(target.room_id or target.user_id)})
 
-    async def shares(self, document_id: uuid.UUID, actor_id: uuid.UUID) -> list[Share]:
+    async def shares(self, document_id: uuid.UUID, actor_id: uuid.UUID) -> builtins.list[Share]:
         await self._require_sharer(document_id, actor_id)
         rows = await self._pool.fetch(
             "SELECT * FROM document_permissions WHERE document_id = $1 ORDER BY created_at, id", document_id)

@@ -485,9 +485,9 @@ class Realtime:
         for conns in self._local.values():
             for conn, caller in conns.items():
                 by_session.setdefault(caller.session_id, []).append(conn)
-        for session_id, conns in by_session.items():
+        for session_id, session_conns in by_session.items():
             if not await self.sessions.is_live(session_id):
-                await self._close_session(conns)
+                await self._close_session(session_conns)
 
     async def _close_session(self, conns: list[Connection]) -> None:
         for conn in conns:
