@@ -383,17 +383,21 @@ class _Pending:
     future: asyncio.Future[Written]
 
 
+class _Resent(Exception):
+    """A batch met an already written idempotency key: it is undone and retried one by one."""
+
+
 class _GroupCommit:
     """Group commit of plain chat messages: the messages posted while one batch is being
     written go into the next batch, ONE transaction for all of them (several rooms).
 
     Same guarantees as one transaction per message: the room rows are locked (in id order,
-    so concurrent batches of other processes cannot deadlock) before the idempotency check,
-    each room's seqs are bumped by its count of fresh messages (gap-free), the messages and
-    their `room_events` are inserted, and every caller gets its `Written` only after the
-    COMMIT (durability before ack and publish). If the batch fails for any reason (a check
-    violation, an unknown room), nothing of it is kept and each message is retried alone, so
-    one bad message fails only its own caller."""
+    so concurrent batches of other processes do not deadlock) while each room's seqs are
+    bumped by its count of messages (gap-free), the messages and their `room_events` are
+    inserted, the idempotency index refuses resends, and every caller gets its `Written` only
+    after the COMMIT (durability before ack and publish). If the batch fails for any reason
+    (a resend, a check violation, an unknown room), nothing of it is kept and each message is
+    retried alone, so one bad message fails only its own caller."""
 
     MAX_BATCH = 128
 
@@ -427,7 +431,7 @@ class _GroupCommit:
         try:
             written = await self._history._post_one(item.room_id, item.author, item.text,
                                                     client_msg_id=item.client_msg_id)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
             if not item.future.done():
                 item.future.set_exception(exc)
             if not isinstance(exc, Exception):
@@ -437,72 +441,66 @@ class _GroupCommit:
                 item.future.set_result(written)
 
     async def _write(self, batch: list[_Pending]) -> list[Written]:
-        rooms = sorted({item.room_id for item in batch})
-        keyed = [i for i, item in enumerate(batch) if item.client_msg_id is not None]
+        """Four round trips for the whole batch: BEGIN, bump + lock, insert, COMMIT.
+
+        The UPDATE locks the rooms (in id order: the sorted input drives the nested loop) and
+        reserves each room's seqs; resends are caught by the idempotency index (ON CONFLICT
+        DO NOTHING): if any row was not inserted the batch raises, rolls back (seqs given
+        back) and `_run` retries each message alone, which answers a resend as before."""
+        answers: list[Written | None] = [None] * len(batch)
+        first: dict[tuple[uuid.UUID, uuid.UUID, str], int] = {}
+        resend_of: dict[int, int] = {}
+        for i, item in enumerate(batch):
+            if item.client_msg_id is not None:
+                key = (item.room_id, item.author.user_id, item.client_msg_id)
+                if key in first:
+                    resend_of[i] = first[key]  # a resend of an earlier message of this batch
+                else:
+                    first[key] = i
+        fresh = [i for i in range(len(batch)) if i not in resend_of]
+        counts: dict[uuid.UUID, int] = {}
+        for i in fresh:
+            counts[batch[i].room_id] = counts.get(batch[i].room_id, 0) + 1
+        rooms = sorted(counts)
         async with self._history._pool.acquire() as conn, conn.transaction():
-            locked = await conn.fetch(
-                """SELECT id, now() AS ts FROM study_rooms WHERE id = ANY($1::uuid[])
-                   ORDER BY id FOR UPDATE""", rooms)
-            if len(locked) != len(rooms):
+            bumped = await conn.fetch(
+                """UPDATE study_rooms s SET last_seq = s.last_seq + d.n
+                   FROM (SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS u(id, n) ORDER BY id) AS d
+                   WHERE s.id = d.id RETURNING s.id, s.last_seq, now() AS ts""",
+                rooms, [counts[r] for r in rooms])
+            if len(bumped) != len(rooms):
                 raise errors.NotFound("no such room", code="room_not_found")
-            created_at = locked[0]["ts"].isoformat()
-            answers: list[Written | None] = [None] * len(batch)
-            first: dict[tuple[uuid.UUID, uuid.UUID, str], int] = {}
-            resend_of: dict[int, int] = {}
-            if keyed:
-                rows = await conn.fetch(
-                    """SELECT m.room_id, m.sender_id, m.client_msg_id, m.id, m.seq
-                       FROM chat_messages m
-                       JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(room_id, sender_id, cmid)
-                         ON m.room_id = k.room_id AND m.sender_id = k.sender_id
-                        AND m.client_msg_id = k.cmid""",
-                    [batch[i].room_id for i in keyed], [batch[i].author.user_id for i in keyed],
-                    [batch[i].client_msg_id for i in keyed])
-                done = {(r["room_id"], r["sender_id"], r["client_msg_id"]): (int(r["seq"]), str(r["id"]))
-                        for r in rows}
-                for i in keyed:
-                    item = batch[i]
-                    key = (item.room_id, item.author.user_id, item.client_msg_id or "")
-                    if key in done:
-                        answers[i] = Written(*done[key], None, False)
-                    elif key in first:
-                        resend_of[i] = first[key]
-                    else:
-                        first[key] = i
-            fresh = [i for i in range(len(batch)) if answers[i] is None and i not in resend_of]
-            counts: dict[uuid.UUID, int] = {}
+            created_at = bumped[0]["ts"].isoformat()
+            next_seq = {row["id"]: int(row["last_seq"]) - counts[row["id"]] + 1 for row in bumped}
+            cols: list[list[Any]] = [[], [], [], [], [], [], []]
             for i in fresh:
-                counts[batch[i].room_id] = counts.get(batch[i].room_id, 0) + 1
-            if counts:
-                bumped = await conn.fetch(
-                    """UPDATE study_rooms s SET last_seq = s.last_seq + d.n
-                       FROM unnest($1::uuid[], $2::bigint[]) AS d(id, n)
-                       WHERE s.id = d.id RETURNING s.id, s.last_seq""",
-                    list(counts), list(counts.values()))
-                next_seq = {row["id"]: int(row["last_seq"]) - counts[row["id"]] + 1 for row in bumped}
-                cols: list[list[Any]] = [[], [], [], [], [], [], []]
-                for i in fresh:
-                    item = batch[i]
-                    seq = next_seq[item.room_id]
-                    next_seq[item.room_id] = seq + 1
-                    mid = uuid.uuid4()
-                    message = Message(id=str(mid), user_id=str(item.author.user_id), text=item.text,
-                                      username=item.author.username,
-                                      client_msg_id=item.client_msg_id, created_at=created_at)
-                    _, encoded = _dump(NewMessage(room_id=str(item.room_id), seq=seq, message=message))
-                    for col, value in zip(cols, (mid, item.room_id, seq, item.author.user_id, item.text,
-                                                 item.client_msg_id, encoded), strict=True):
-                        col.append(value)
-                    answers[i] = Written(seq, str(mid), encoded, True)
-                await conn.execute(
-                    """WITH m AS (
-                           INSERT INTO chat_messages (id, room_id, seq, sender_id, content, client_msg_id)
-                           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[],
-                                                $5::text[], $6::text[]))
+                item = batch[i]
+                seq = next_seq[item.room_id]
+                next_seq[item.room_id] = seq + 1
+                mid = uuid.uuid4()
+                message = Message(id=str(mid), user_id=str(item.author.user_id), text=item.text,
+                                  username=item.author.username,
+                                  client_msg_id=item.client_msg_id, created_at=created_at)
+                _, encoded = _dump(NewMessage(room_id=str(item.room_id), seq=seq, message=message))
+                for col, value in zip(cols, (mid, item.room_id, seq, item.author.user_id, item.text,
+                                             item.client_msg_id, encoded), strict=True):
+                    col.append(value)
+                answers[i] = Written(seq, str(mid), encoded, True)
+            inserted = await conn.fetchval(
+                """WITH m AS (
+                       INSERT INTO chat_messages (id, room_id, seq, sender_id, content, client_msg_id)
+                       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[],
+                                            $5::text[], $6::text[])
+                       ON CONFLICT (room_id, sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL
+                       DO NOTHING RETURNING 1),
+                   e AS (
                        INSERT INTO room_events (room_id, seq, event_type, actor_id, payload)
                        SELECT r, s, 'new_message', a, p::jsonb
-                       FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $7::text[]) AS x(r, s, a, p)""",
-                    *cols)
+                       FROM unnest($2::uuid[], $3::bigint[], $4::uuid[], $7::text[]) AS x(r, s, a, p))
+                   SELECT count(*) FROM m""",
+                *cols)
+            if inserted != len(fresh):
+                raise _Resent()
         out: list[Written] = []
         for i, answer in enumerate(answers):
             if answer is None:  # a resend of an earlier message of this batch
