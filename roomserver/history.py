@@ -16,6 +16,7 @@ All methods raise typed errors (`NotFound`, `Forbidden`, `BadRequest`) for bad i
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from roomserver.protocol import (
     Position,
     ReactionUpdated,
 )
+
+log = logging.getLogger(__name__)
 
 HIGHLIGHT_MAX_CHARS = 5000
 
@@ -405,6 +408,7 @@ class _GroupCommit:
         self._history = history
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
+        self._conn: Any = None
 
     async def post(self, room_id: uuid.UUID, author: Author, text: str,
                    client_msg_id: str | None) -> Written:
@@ -414,18 +418,48 @@ class _GroupCommit:
             self._writer = asyncio.ensure_future(self._run())
         return await asyncio.shield(future)  # a cancelled caller must not cancel the batch
 
-    async def _run(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+    async def _connection(self) -> Any:
+        """The writer's pooled connection, kept while batches follow each other (no acquire
+        and no reset query per batch); given back when the queue is empty or a batch fails,
+        so the pool can always close."""
+        if self._conn is None:
+            self._conn = await self._history._pool.acquire()
+        return self._conn
+
+    async def _give_back(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             try:
-                results = await self._write(batch)
-            except Exception:
-                for item in batch:
-                    await self._alone(item)
-                continue
-            for item, written in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(written)
+                await self._history._pool.release(conn)
+            except Exception:  # a broken connection: the pool replaces it
+                log.debug("group-commit connection not released cleanly", exc_info=True)
+
+    async def _run(self) -> None:
+        try:
+            await self._batches()
+        except BaseException:  # cancelled (shutdown): the pool must get its connection back
+            await self._give_back()
+            raise
+
+    async def _batches(self) -> None:
+        while True:
+            while self._queue:
+                batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
+                try:
+                    results = await self._write(batch)
+                except Exception:
+                    await self._give_back()
+                    for item in batch:
+                        await self._alone(item)
+                    continue
+                for item, written in zip(batch, results, strict=True):
+                    if not item.future.done():
+                        item.future.set_result(written)
+                if not self._queue:
+                    await asyncio.sleep(0)  # callers woken by this batch may post the next one
+            await self._give_back()
+            if not self._queue:  # no await since the check: a later post starts a new writer
+                return
 
     async def _alone(self, item: _Pending) -> None:
         try:
@@ -462,7 +496,8 @@ class _GroupCommit:
         for i in fresh:
             counts[batch[i].room_id] = counts.get(batch[i].room_id, 0) + 1
         rooms = sorted(counts)
-        async with self._history._pool.acquire() as conn, conn.transaction():
+        conn = await self._connection()
+        async with conn.transaction():
             bumped = await conn.fetch(
                 """UPDATE study_rooms s SET last_seq = s.last_seq + d.n
                    FROM (SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS u(id, n) ORDER BY id) AS d
