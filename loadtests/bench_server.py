@@ -164,7 +164,7 @@ def prepare(rooms: int, per_room: int) -> None:
     url = pg.start()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = open(BENCH_DIR / "prepare.log", "ab")  # noqa: SIM115
+    log = open(BENCH_DIR / "prepare.log", "ab")
     proc = subprocess.Popen(_serve_cmd("127.0.0.1", port, 1), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env=_env({"DATABASE_URL": url, "REDIS_URL": "", "PUBLIC_ORIGIN": base}))
     try:

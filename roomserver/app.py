@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from starlette.applications import Starlette
@@ -32,6 +31,7 @@ from roomserver.api import tutor as tutor_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.blobstore import LocalBlobStore
+from roomserver.broker import redis_client
 from roomserver.config import Settings
 from roomserver.db import create_pool
 from roomserver.embeddings import Embedder, MiniLMEmbedder
@@ -239,7 +239,7 @@ async def open_gate_cache(settings: Settings, stack: AsyncExitStack, modes: dict
     if not settings.redis_url:
         modes["gating"] = "gate decisions cached in memory (this node)"
         return MemoryGateCache()
-    client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=3)
+    client = redis_client(settings.redis_url)
     stack.push_async_callback(client.aclose)
     modes["gating"] = "gate decisions cached in Redis (shared by every node)"
     return RedisGateCache(client)

@@ -22,8 +22,10 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomserver.errors import Unavailable
 
@@ -49,6 +51,16 @@ def room_documents(room_id: str) -> str:
 
 GLOBAL_NOTIFICATIONS = "global:notifications"
 
+
+
+def redis_client(url: str) -> aioredis.Redis:
+    """A command client that survives a Redis restart: stale pooled connections are pinged
+    before use and a failed command is retried on a fresh connection (3 times, backing off)."""
+    return aioredis.Redis.from_url(
+        url, socket_connect_timeout=3, socket_timeout=3, health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
 
 class Broker(Protocol):
     @property

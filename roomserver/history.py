@@ -465,7 +465,7 @@ class _GroupCommit:
         try:
             written = await self._history._post_one(item.room_id, item.author, item.text,
                                                     client_msg_id=item.client_msg_id)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:
             if not item.future.done():
                 item.future.set_exception(exc)
             if not isinstance(exc, Exception):

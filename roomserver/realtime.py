@@ -31,7 +31,6 @@ from typing import Any
 
 import asyncpg
 import orjson
-import redis.asyncio as aioredis
 
 from roomserver import errors
 from roomserver.achievements import Achievements
@@ -42,6 +41,7 @@ from roomserver.broker import (
     MemoryBroker,
     RedisBroker,
     ResubscribedHook,
+    redis_client,
     room_documents,
     room_messages,
     room_presence,
@@ -259,10 +259,14 @@ class Realtime:
         self._observe(caller, "join", {})
         first_here = room not in self._seen
         seen = self._seen.setdefault(room, set())
-        announce = await self.tracker.connect(room, info)
-        if announce:
-            await self._publish_presence(room, encode(UserJoined(room_id=room, user=caller.member)))
-        members = await self.store.members(room)
+        try:
+            announce = await self.tracker.connect(room, info)
+            if announce:
+                await self._publish_presence(room, encode(UserJoined(room_id=room, user=caller.member)))
+            members = await self.store.members(room)
+        except Exception as exc:  # presence is best effort: a Redis hiccup must not refuse the room
+            log.warning("presence unavailable for room %s (%s); joining without it", room, exc)
+            announce, members = False, [info]
         if first_here:  # the others already present; our own join arrives as a notice
             seen.update(str(m["user_id"]) for m in members
                         if not (announce and m["user_id"] == str(caller.user_id)))
@@ -584,8 +588,7 @@ async def open_realtime(settings: Settings, stack: AsyncExitStack, pool: asyncpg
     store: Presence
     if settings.redis_url:
         broker = RedisBroker(settings.redis_url)
-        client = aioredis.Redis.from_url(settings.redis_url, socket_connect_timeout=3,
-                                         socket_timeout=3)
+        client = redis_client(settings.redis_url)
         stack.push_async_callback(client.aclose)
         store = RedisPresence(client, ttl=config.presence_ttl)
         modes["redis"] = f"Redis pub/sub + presence at {_redact(settings.redis_url)}"

@@ -183,21 +183,33 @@ def _stalled_socket(base_url: str, room: str, user: SignedInUser) -> socket.sock
                   "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                   "Sec-WebSocket-Version: 13\r\n"
                   f"Sec-WebSocket-Protocol: roomserver.v1, bearer.{user.token}\r\n\r\n").encode())
-    head = sock.recv(1024)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)  # byte by byte: leave every frame unread in the socket
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock
 
 
 def _close_code_of(sock: socket.socket) -> int | None:
-    """Read everything the server sent until it closed; the close frame's code."""
+    """Read everything the server sent until it closed; the close frame's code (None: none came)."""
     sock.settimeout(30)
     data = b""
     with contextlib.suppress(OSError):
         while chunk := sock.recv(1 << 20):
             data += chunk
     sock.close()
-    marker = data.rfind(b"\x88")  # the last close frame: FIN + opcode 8, then length, code
-    return int.from_bytes(data[marker + 2: marker + 4], "big") if marker >= 0 else None
+    at = 0  # `_stalled_socket` read the handshake's response headers and nothing more
+    while at + 2 <= len(data):  # walk the (unmasked) server frames
+        opcode, length = data[at] & 0x0F, data[at + 1] & 0x7F
+        at += 2
+        if length == 126:
+            length, at = int.from_bytes(data[at:at + 2], "big"), at + 2
+        elif length == 127:
+            length, at = int.from_bytes(data[at:at + 8], "big"), at + 8
+        if opcode == 0x8:
+            return int.from_bytes(data[at:at + 2], "big")
+        at += length
+    return None
 
 
 async def test_sigkill_a_node_clients_resume_on_the_other(api: httpx.AsyncClient,
