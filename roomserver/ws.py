@@ -104,7 +104,7 @@ class SocketOutlet:
             return True  # framed (once per str) and written, no coroutine
         coro = self._send({"type": "websocket.send", "text": text})
         try:
-            waiting = coro.send(None)
+            waiting = coro.send(None)  # type: ignore[attr-defined]  # an ASGI send is a coroutine
         except StopIteration:
             return True
         except Exception:
@@ -434,7 +434,7 @@ class FrameCachingProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
-        self.scope["extensions"][WRITE_TEXT] = self.write_text  # type: ignore[index]
+        self.scope["extensions"][WRITE_TEXT] = self.write_text  # type: ignore[index,assignment]
 
     def write_text(self, text: str) -> bool:
         """Write one text message now, without a coroutine: the hub's fast path. False (and
