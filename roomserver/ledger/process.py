@@ -9,8 +9,11 @@ child's output) if it exits or does not answer within `timeout` seconds.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+PR_SET_PDEATHSIG = 1
 
 
 class LedgerStartError(RuntimeError):
@@ -67,6 +72,12 @@ class LedgerProcess:
         self.stop()
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_ledger(
     data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int | None = None,
     dev: bool = False, timeout: float = 30.0,
@@ -81,7 +92,8 @@ def start_ledger(
     output = Path(name)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with os.fdopen(fd, "wb") as sink:
-        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env,
+                                   preexec_fn=_die_with_parent)
     ledger = LedgerProcess(f"http://{host}:{port}", process, output)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

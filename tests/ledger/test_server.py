@@ -188,3 +188,35 @@ def test_replay_survives_a_torn_last_line(tmp_path: Path) -> None:
     third = Ledger(tmp_path)
     assert third.vm.get_balance(wallet) == 5_000_001
     third.close()
+
+
+def test_the_ledger_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    """`serve` SIGKILLed must not leave its ledger child running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import sys, time; from pathlib import Path; "
+              "from roomserver.ledger.process import start_ledger; "
+              "ledger = start_ledger(Path(sys.argv[1])); print(ledger.process.pid, flush=True); "
+              "time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "l")],
+                              stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as stat:
+            if stat.read().split()[2] == "Z":
+                return  # exited; only waiting to be reaped by init
+        time.sleep(0.1)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("the ledger outlived its SIGKILLed parent")
