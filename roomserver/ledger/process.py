@@ -9,11 +9,8 @@ child's output) if it exits or does not answer within `timeout` seconds.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,8 +21,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-
-PR_SET_PDEATHSIG = 1
 
 
 class LedgerStartError(RuntimeError):
@@ -72,18 +67,13 @@ class LedgerProcess:
         self.stop()
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies, even by SIGKILL (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def start_ledger(
     data_dir: Path | None = None, *, host: str = "127.0.0.1", port: int | None = None,
     dev: bool = False, timeout: float = 30.0,
 ) -> LedgerProcess:
     port = port or free_port(host)
-    args = [sys.executable, "-m", "roomserver.ledger", "--host", host, "--port", str(port)]
+    args = [sys.executable, "-m", "roomserver.ledger", "--host", host, "--port", str(port),
+            "--parent-pid", str(os.getpid())]
     if data_dir is not None:
         args += ["--data-dir", str(data_dir)]
     if dev:
@@ -92,8 +82,7 @@ def start_ledger(
     output = Path(name)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with os.fdopen(fd, "wb") as sink:
-        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                   preexec_fn=_die_with_parent)
+        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env)
     ledger = LedgerProcess(f"http://{host}:{port}", process, output)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
