@@ -14,6 +14,8 @@ from roomserver.config import Settings
 from roomserver.migrations import migrate
 from roomserver.pgembed import EmbeddedPostgres, free_port
 
+pytest_plugins = ["tests.library_fixtures"]
+
 TEMPLATE = "rs_template"
 _counter = itertools.count()
 

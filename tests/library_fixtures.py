@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
 from roomserver.config import Settings
-from roomserver.embeddings import Embedder
+from roomserver.embeddings import Embedder, MiniLMEmbedder
+from roomserver.pgembed import free_port
 from tests.clients import SignedInUser
+from tests.model_fixtures import shared_minilm
 from tests.servers import run_app
 
 
@@ -58,3 +63,22 @@ async def search(http: httpx.AsyncClient, user: SignedInUser, q: str, **params: 
     assert response.status_code == 200, response.text
     results: list[dict[str, Any]] = response.json()["results"]
     return results
+
+
+# fixtures (a plugin of tests/conftest.py) for modules that serve the library with the session's model
+
+@pytest.fixture(scope="session")
+def embedder() -> MiniLMEmbedder:
+    return shared_minilm()
+
+
+@pytest.fixture(scope="module")
+async def url(settings: Settings, embedder: MiniLMEmbedder) -> AsyncIterator[str]:
+    async with serve(dataclasses.replace(settings, port=free_port()), embedder) as base:
+        yield base
+
+
+@pytest.fixture
+async def client(url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        yield http

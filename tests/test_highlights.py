@@ -3,40 +3,17 @@ highlights need membership and a document shared to the room; who sees which hig
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 
-from roomserver.config import Settings
-from roomserver.embeddings import MiniLMEmbedder
 from roomserver.highlights import HighlightDraft, PagedText, locate
-from roomserver.pgembed import free_port
 from tests import pdfs
 from tests.clients import SignedInUser, sign_in
-from tests.library_fixtures import ingest, serve, upload
-from tests.model_fixtures import shared_minilm
+from tests.library_fixtures import ingest, upload
 
 PHOTO = pdfs.TOPICS[1][1]  # printed on page 2
-
-
-@pytest.fixture(scope="session")
-def embedder() -> MiniLMEmbedder:
-    return shared_minilm()
-
-
-@pytest.fixture(scope="module")
-async def url(settings: Settings, embedder: MiniLMEmbedder) -> AsyncIterator[str]:
-    async with serve(dataclasses.replace(settings, port=free_port()), embedder) as base:
-        yield base
-
-
-@pytest.fixture
-async def client(url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")

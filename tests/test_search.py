@@ -4,7 +4,6 @@ exact text; room shares grant and revoke access; bans and leaving end it)."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,12 +13,10 @@ import pytest
 from roomserver.config import Settings
 from roomserver.db import create_pool
 from roomserver.embeddings import MiniLMEmbedder
-from roomserver.pgembed import free_port
 from roomserver.search import Scope, search
 from tests.clients import SignedInUser, sign_in
-from tests.library_fixtures import ingest, serve
+from tests.library_fixtures import ingest
 from tests.library_fixtures import search as library_search
-from tests.model_fixtures import shared_minilm
 
 # One document per subject; each paragraph answers one of QUESTIONS below.
 CORPUS: dict[str, list[str]] = {
@@ -79,23 +76,6 @@ QUESTIONS: list[tuple[str, str]] = [
 ]
 
 CANARY = "The canary sings at midnight: zebra-quartz-4471 is the vault phrase."
-
-
-@pytest.fixture(scope="session")
-def embedder() -> MiniLMEmbedder:
-    return shared_minilm()
-
-
-@pytest.fixture(scope="module")
-async def url(settings: Settings, embedder: MiniLMEmbedder) -> AsyncIterator[str]:
-    async with serve(dataclasses.replace(settings, port=free_port()), embedder) as base:
-        yield base
-
-
-@pytest.fixture
-async def client(url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
-        yield http
 
 
 @pytest.fixture(scope="module")
