@@ -114,7 +114,8 @@ async def test_a_member_who_transfers_their_nft_away_is_removed_within_the_inter
     for tab in seller_tabs:
         assert tab.closed == (CloseCode.NO_LONGER_QUALIFIES, "no_longer_qualifies: not_in_collection")
     assert not CloseCode(tab.closed[0]).should_reconnect
-    for outlet in (owner_socket, stayer_socket):
+    for outlet in (owner_socket, stayer_socket):  # the notice is published after the close
+        await wait_until(lambda o=outlet: bool(left_events(o)), timeout=5)
         assert outlet.closed is None
         assert left_events(outlet) == [{"type": "user_left", "room_id": str(room.id),
                                         "user_id": str(seller), "reason": "no_longer_qualifies"}]
