@@ -17,7 +17,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
-from roomserver.api.http import Endpoint, read_body, read_query, reply
+from roomserver.api.http import Endpoint, path_uuid, read_body, read_query, reply
 from roomserver.highlights import Highlight, HighlightDraft, HighlightList, Highlights
 from roomserver.library import (
     Document,
@@ -77,11 +77,7 @@ def _highlights(request: Request) -> Highlights:
 
 
 def _path_id(request: Request, name: str = "document_id", code: str = "document_not_found") -> uuid.UUID:
-    try:
-        return uuid.UUID(request.path_params[name])
-    except ValueError:
-        raise errors.NotFound("no such document" if code == "document_not_found" else "no such job",
-                              code=code) from None
+    return path_uuid(request, name, code)
 
 
 async def upload(request: Request) -> Response:

@@ -7,6 +7,7 @@ OpenAPI document, so the docs cannot drift from what is served.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -122,6 +123,15 @@ def validate(model: type[M], data: Any) -> M:
         ]
         raise errors.BadRequest("request failed validation", code="validation_error",
                                 details={"errors": problems}) from None
+
+
+def path_uuid(request: Request, name: str, code: str) -> uuid.UUID:
+    """The path parameter `name` as a UUID; anything else is the same typed 404 as an unknown id."""
+    try:
+        return uuid.UUID(request.path_params[name])
+    except ValueError:
+        what = name.removesuffix("_id").replace("_", " ")
+        raise errors.NotFound(f"no such {what}", code=code) from None
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:

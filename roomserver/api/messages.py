@@ -6,7 +6,6 @@ until `next_after_seq` is null.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +14,7 @@ from starlette.responses import Response
 
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
-from roomserver.api.http import Endpoint, read_query, reply
+from roomserver.api.http import Endpoint, path_uuid, read_query, reply
 
 
 class MessagesQuery(BaseModel):
@@ -49,10 +48,7 @@ class MessagePage(BaseModel):
 async def list_messages(request: Request) -> Response:
     session = await require_user(request)
     state = app_state(request)
-    try:
-        room_id = uuid.UUID(request.path_params["room_id"])
-    except ValueError:
-        raise errors.NotFound("no such room", code="room_not_found") from None
+    room_id = path_uuid(request, "room_id", "room_not_found")
     query = read_query(request, MessagesQuery)
     await state.rooms.get(room_id, session.user_id)  # 404 when absent or hidden
     if await state.rooms.membership(room_id, session.user_id) is None:

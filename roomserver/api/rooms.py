@@ -15,9 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from roomserver import errors
 from roomserver.api.guard import app_state, require_user
-from roomserver.api.http import Endpoint, read_body, read_query, reply
+from roomserver.api.http import Endpoint, path_uuid, read_body, read_query, reply
 from roomserver.rooms import (
     Ban,
     Invitation,
@@ -85,16 +84,8 @@ def _service(request: Request) -> RoomService:
     return app_state(request).rooms
 
 
-def _path_id(request: Request, name: str, code: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.path_params[name])
-    except ValueError:
-        what = "room" if code == "room_not_found" else "user"
-        raise errors.NotFound(f"no such {what}", code=code) from None
-
-
 def _room_id(request: Request) -> uuid.UUID:
-    return _path_id(request, "room_id", "room_not_found")
+    return path_uuid(request, "room_id", "room_not_found")
 
 
 async def create_room(request: Request) -> Response:
@@ -150,7 +141,7 @@ async def list_participants(request: Request) -> Response:
 async def set_role(request: Request) -> Response:
     session = await require_user(request)
     room_id = _room_id(request)
-    target = _path_id(request, "user_id", "user_not_found")
+    target = path_uuid(request, "user_id", "user_not_found")
     body = await read_body(request, RoleRequest)
     return reply(await _service(request).set_role(room_id, session.user_id, target, body.role))
 
@@ -166,7 +157,7 @@ async def ban_user(request: Request) -> Response:
 async def unban_user(request: Request) -> Response:
     session = await require_user(request)
     room_id = _room_id(request)
-    target = _path_id(request, "user_id", "user_not_found")
+    target = path_uuid(request, "user_id", "user_not_found")
     await _service(request).unban(room_id, session.user_id, target)
     return reply(Unbanned(unbanned=True))
 

@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
-from roomserver.api.http import Endpoint, read_body, reply
+from roomserver.api.http import Endpoint, path_uuid, read_body, reply
 from roomserver.protocol import SocraticResponse, encode
 from roomserver.tutor import Question, TutorService, store
 from roomserver.tutor.store import Thread, Turn
@@ -52,17 +52,10 @@ def _tutor(request: Request) -> TutorService:
     return tutor
 
 
-def _uuid(request: Request, name: str, code: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.path_params[name])
-    except ValueError:
-        raise errors.NotFound(f"no such {name.removesuffix('_id')}", code=code) from None
-
-
 async def _member(request: Request) -> tuple[uuid.UUID, uuid.UUID, str]:
     """(room, user, role) of a current member; 404 for an unknown room, 403 for others."""
     session = await require_user(request)
-    room_id = _uuid(request, "room_id", "room_not_found")
+    room_id = path_uuid(request, "room_id", "room_not_found")
     participant = await app_state(request).rooms.membership(room_id, session.user_id)
     if participant is None:
         await app_state(request).rooms.get(room_id, session.user_id)  # 404 if there is no room
@@ -95,7 +88,7 @@ async def list_threads(request: Request) -> Response:
 
 async def thread_turns(request: Request) -> Response:
     room_id, _, _ = await _member(request)
-    thread_id = _uuid(request, "thread_id", "thread_not_found")
+    thread_id = path_uuid(request, "thread_id", "thread_not_found")
     pool = app_state(request).db
     thread = await store.get_thread(pool, room_id, thread_id)
     if thread is None:
