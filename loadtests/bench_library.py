@@ -26,12 +26,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from roomserver.chunking import chunk_pages
-from roomserver.db import create_pool
 from roomserver.embeddings import MiniLMEmbedder
 from roomserver.extract import extract_pdf
-from roomserver.migrations import migrate
-from roomserver.pgembed import EmbeddedPostgres
 from roomserver.search import Scope, search
+from roomserver.store.db import create_pool
+from roomserver.store.migrations import migrate
+from roomserver.store.pgembed import EmbeddedPostgres
 
 SUBJECTS = {
     "cell biology": ["mitochondria", "ribosomes", "the nucleus", "cell membranes", "enzymes", "chloroplasts"],

@@ -59,7 +59,7 @@ def _subreaper() -> None:
 
 def _postgres() -> Any:
     sys.path.insert(0, str(ROOT))
-    from roomserver.pgembed import EmbeddedPostgres
+    from roomserver.store.pgembed import EmbeddedPostgres
 
     return EmbeddedPostgres(BENCH_DIR / "postgres")
 
@@ -157,7 +157,7 @@ def prepare(rooms: int, per_room: int) -> None:
         print(f"mapping {MAPPING} already has {rooms} rooms x {per_room} members")
         return
     sys.path.insert(0, str(ROOT))
-    from roomserver.pgembed import free_port
+    from roomserver.store.pgembed import free_port
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     pg = _postgres()

@@ -1,4 +1,4 @@
-"""Opt-in recording of live room traffic into the trace format (loadtests/trace.py).
+"""Opt-in recording of live room traffic into the trace format (roomserver/realtime/trace.py).
 
 The realtime layer calls `TrafficRecorder.observe(room_id, user_id, type, fields)` for every
 join, leave and client frame it accepts (`Realtime.frame_observer`). Only rooms named in

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from roomserver.config import SETTINGS, Settings
 
 FAST_WS = "roomserver.ws:FrameCachingProtocol"
-"""uvicorn's websockets-sansio protocol, framing each fan-out message once (roomserver/ws.py)."""
+"""uvicorn's websockets-sansio protocol, framing each fan-out message once (roomserver/api/ws.py)."""
 
 
 def _settings_help() -> str:
@@ -90,7 +90,7 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
 def _shared_parts(settings: Settings, stack: contextlib.ExitStack) -> dict[str, str]:
     """Start the embedded database and local ledger once for all workers; their URLs."""
     from roomserver.ledger.process import start_ledger
-    from roomserver.pgembed import EmbeddedPostgres
+    from roomserver.store.pgembed import EmbeddedPostgres
 
     env: dict[str, str] = {}
     if not settings.database_url:
@@ -117,8 +117,8 @@ def _tool(name: str, argv: list[str]) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    from roomserver.migrations import migrate
-    from roomserver.pgembed import EmbeddedPostgres
+    from roomserver.store.migrations import migrate
+    from roomserver.store.pgembed import EmbeddedPostgres
 
     if settings.database_url:
         applied = await migrate(settings.database_url)

@@ -30,18 +30,14 @@ from roomserver.api import nft as nft_api
 from roomserver.api import tutor as tutor_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
-from roomserver.blobstore import LocalBlobStore
 from roomserver.broker import redis_client
 from roomserver.config import Settings
-from roomserver.db import create_pool
 from roomserver.embeddings import Embedder, MiniLMEmbedder
 from roomserver.gating import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.highlights import Highlights
 from roomserver.ingest import Ingestor
 from roomserver.ledger.process import start_ledger
 from roomserver.library import Library, ShareRequest
-from roomserver.migrations import migrate
-from roomserver.pgembed import EmbeddedPostgres
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Caller, open_realtime
 from roomserver.recheck import LocalMembers, Publisher, Rechecker
@@ -49,6 +45,10 @@ from roomserver.room_gates import RoomGates
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
 from roomserver.state import AppState
+from roomserver.store.blobstore import LocalBlobStore
+from roomserver.store.db import create_pool
+from roomserver.store.migrations import migrate
+from roomserver.store.pgembed import EmbeddedPostgres
 from roomserver.tutor.room_link import open_tutor
 from roomserver.ws import routes as ws_routes
 

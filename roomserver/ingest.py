@@ -37,11 +37,11 @@ import asyncpg
 import numpy as np
 
 from roomserver import errors
-from roomserver.blobstore import BlobStore
 from roomserver.chunking import DEFAULT_MAX_TOKENS, Chunk, TokenCounter, chunk_pages
 from roomserver.embeddings import Embedder, Vectors
 from roomserver.extract import ExtractionLimits, Page, extract_pages
 from roomserver.sniff import FileKind
+from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,6 @@ from spl.token import models as splm
 from spl.token.models import AuthorityType
 
 from roomserver import errors, nft_card, token2022
-from roomserver.blobstore import BlobStore
 from roomserver.config import Settings
 from roomserver.keys import ServerKeys, load_server_keys
 from roomserver.spl_token import (
@@ -66,6 +65,7 @@ from roomserver.spl_token import (
     decode_account,
     decode_mint,
 )
+from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
 

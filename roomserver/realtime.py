@@ -116,7 +116,7 @@ default only checks that the document exists."""
 TutorHandler = Callable[[Caller, SocraticQuery | SocraticCancel], Awaitable[str | None]]
 FrameObserver = Callable[[str, str, str, dict[str, Any]], None]
 """(room_id, user_id, type, fields) for each join, leave and accepted client frame; the opt-in
-traffic recorder (loadtests/recorder.py, RECORD_ROOMS) plugs in here. Must not raise or block."""
+traffic recorder (roomserver/realtime/recorder.py, RECORD_ROOMS) plugs in here. Must not raise or block."""
 """Answers socratic frames (streams through the broker); returns an optional reply frame."""
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 
 from roomserver.achievements import Achievements
-from roomserver.blobstore import BlobStore
 from roomserver.config import Settings
 from roomserver.embeddings import Embedder
 from roomserver.gating import Gatekeeper
@@ -22,6 +21,7 @@ from roomserver.realtime import Realtime
 from roomserver.recheck import Rechecker
 from roomserver.rooms import RoomService
 from roomserver.sessions import SessionStore
+from roomserver.store.blobstore import BlobStore
 from roomserver.tutor import TutorService
 
 HealthCheck = Callable[[], Awaitable[dict[str, Any]]]

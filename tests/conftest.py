@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from roomserver.config import Settings
-from roomserver.migrations import migrate
-from roomserver.pgembed import EmbeddedPostgres, free_port
+from roomserver.store.migrations import migrate
+from roomserver.store.pgembed import EmbeddedPostgres, free_port
 
 pytest_plugins = ["tests.library_fixtures"]
 

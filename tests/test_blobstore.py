@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from roomserver.blobstore import BlobStore, LocalBlobStore, MemoryBlobStore
-from roomserver.cid import cid_for_bytes
 from roomserver.errors import BadRequest, NotFound
+from roomserver.store.blobstore import BlobStore, LocalBlobStore, MemoryBlobStore
+from roomserver.store.cid import cid_for_bytes
 
 ABSENT = cid_for_bytes(b"never stored")
 

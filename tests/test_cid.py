@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from multiformats import CID, multihash
 
-from roomserver.cid import CidHasher, cid_for_bytes, is_cid, parse_cid
 from roomserver.errors import BadRequest
+from roomserver.store.cid import CidHasher, cid_for_bytes, is_cid, parse_cid
 
 # Well-known CIDs of raw blocks, as `ipfs add --cid-version=1 --raw-leaves` reports them.
 EMPTY = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"

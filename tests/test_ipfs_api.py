@@ -7,10 +7,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from roomserver.blobstore import LocalBlobStore
 from roomserver.config import Settings
 from roomserver.ledger.process import LedgerProcess
-from roomserver.pgembed import free_port
+from roomserver.store.blobstore import LocalBlobStore
+from roomserver.store.pgembed import free_port
 from tests.ledger.fixtures import ledger
 
 __all__ = ["ledger"]

@@ -8,8 +8,8 @@ import sys
 
 import asyncpg
 
-from roomserver.migrations import load, migrate
-from roomserver.pgembed import EmbeddedPostgres
+from roomserver.store.migrations import load, migrate
+from roomserver.store.pgembed import EmbeddedPostgres
 
 
 async def _fresh(pg: EmbeddedPostgres, name: str) -> str:

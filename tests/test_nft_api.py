@@ -32,7 +32,6 @@ from roomserver import solana_dev as dev
 from roomserver.config import Settings
 from roomserver.gating import Gate, Gatekeeper, MemoryGateCache
 from roomserver.ledger.process import LedgerProcess
-from roomserver.pgembed import free_port
 from roomserver.spl_token import (
     TOKEN_GROUP_MEMBER,
     TOKEN_METADATA,
@@ -40,6 +39,7 @@ from roomserver.spl_token import (
     decode_mint,
     encode_mint,
 )
+from roomserver.store.pgembed import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.ledger.fixtures import ledger, payer, rpc
 from tests.servers import run_app

@@ -17,7 +17,6 @@ from solders.keypair import Keypair
 from roomserver import errors, users
 from roomserver import solana_dev as dev
 from roomserver.broker import MemoryBroker
-from roomserver.db import create_pool
 from roomserver.errors import CloseCode
 from roomserver.gating import Gatekeeper, MemoryGateCache
 from roomserver.hub import Connection, Hub
@@ -25,6 +24,7 @@ from roomserver.ledger.process import free_port
 from roomserver.recheck import Rechecker
 from roomserver.room_gates import RoomGates
 from roomserver.rooms import RoomDraft, RoomService
+from roomserver.store.db import create_pool
 from tests.ledger.fixtures import ledger, payer, rpc
 from tests.test_hub import Outlet, wait_until
 

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from roomserver import errors, users
-from roomserver.db import create_pool
 from roomserver.rooms import Room, RoomDraft, RoomService, decode_cursor, encode_cursor
+from roomserver.store.db import create_pool
 from roomserver.wallet import Wallet
 
 MINT = "So11111111111111111111111111111111111111112"

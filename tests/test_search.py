@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from roomserver.config import Settings
-from roomserver.db import create_pool
 from roomserver.embeddings import MiniLMEmbedder
 from roomserver.search import Scope, search
+from roomserver.store.db import create_pool
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest
 from tests.library_fixtures import search as library_search

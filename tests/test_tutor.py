@@ -15,10 +15,10 @@ import asyncpg
 import pytest
 
 from roomserver.config import Settings
-from roomserver.db import create_pool
 from roomserver.embeddings import MiniLMEmbedder
 from roomserver.errors import NotFound, RateLimited
 from roomserver.protocol import decode_server
+from roomserver.store.db import create_pool
 from roomserver.tutor import Question, TutorService
 from roomserver.tutor.prompts import SYSTEM_PROMPT
 from tests.fake_anthropic import FakeAnthropic, MidStreamError, Overloaded, Reply, Stall

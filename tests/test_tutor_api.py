@@ -15,9 +15,9 @@ import orjson
 import pytest
 
 from roomserver.config import Settings
-from roomserver.db import create_pool
 from roomserver.embeddings import MiniLMEmbedder
-from roomserver.pgembed import free_port
+from roomserver.store.db import create_pool
+from roomserver.store.pgembed import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.library_fixtures import serve

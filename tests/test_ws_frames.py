@@ -8,7 +8,7 @@ import uvicorn
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
-from roomserver.pgembed import free_port
+from roomserver.store.pgembed import free_port
 from roomserver.ws import WRITE_TEXT, FrameCachingProtocol, text_frame
 
 

@@ -12,7 +12,7 @@ from starlette.responses import FileResponse, Response
 
 from roomserver.api.guard import app_state
 from roomserver.api.http import Endpoint, client_ip
-from roomserver.cid import parse_cid
+from roomserver.store.cid import parse_cid
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 SAFE_HEADERS = {

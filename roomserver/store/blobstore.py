@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from roomserver.cid import CidHasher, cid_for_bytes, parse_cid
 from roomserver.errors import BadRequest, NotFound
+from roomserver.store.cid import CidHasher, cid_for_bytes, parse_cid
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 COPY_CHUNK = 1 << 20

@@ -15,7 +15,7 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
 LOCK_KEY = 0x726F6F6D  # "room"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

@@ -1,0 +1,1 @@
+"""Postgres (pool, embedded server, migrations) and content-addressed blobs."""
