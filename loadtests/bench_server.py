@@ -6,7 +6,7 @@
 
 `prepare` starts an embedded PostgreSQL in BENCH_RS_DIR (default /tmp/rsbench) and roomserver
 on a private port, signs in `rooms * per_room` wallets for real (SIWS challenge + verify over
-REST, `roomserver.wallet.Wallet`), creates the rooms (`room0..`, as the harness names them),
+REST, `roomserver.identity.wallet.Wallet`), creates the rooms (`room0..`, as the harness names them),
 joins user (r, k) to room r over REST, and writes `mapping.json` (room name -> room id and
 its members' tokens). It only adds what an earlier mapping lacks.
 
@@ -107,7 +107,7 @@ async def _populate(base: str, rooms: int, per_room: int, mapping: dict[str, Any
 
     import httpx
 
-    from roomserver.wallet import Wallet
+    from roomserver.identity.wallet import Wallet
 
     gate = asyncio.Semaphore(16)
     async with httpx.AsyncClient(base_url=base, timeout=60) as http:

@@ -35,6 +35,7 @@ from roomserver.config import Settings
 from roomserver.embeddings import Embedder, MiniLMEmbedder
 from roomserver.gating import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.highlights import Highlights
+from roomserver.identity.sessions import SessionStore
 from roomserver.ingest import Ingestor
 from roomserver.ledger.process import start_ledger
 from roomserver.library import Library, ShareRequest
@@ -43,7 +44,6 @@ from roomserver.realtime import Caller, open_realtime
 from roomserver.recheck import LocalMembers, Publisher, Rechecker
 from roomserver.room_gates import RoomGates
 from roomserver.rooms import RoomService
-from roomserver.sessions import SessionStore
 from roomserver.state import AppState
 from roomserver.store.blobstore import LocalBlobStore
 from roomserver.store.db import create_pool

@@ -30,7 +30,8 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
-from roomserver import errors, users
+from roomserver import errors
+from roomserver.identity import users
 from roomserver.library import Library, Membership
 
 OnHighlight = Callable[[uuid.UUID, dict[str, Any], uuid.UUID], Awaitable[None]]

@@ -33,8 +33,9 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from roomserver import errors, users
+from roomserver import errors
 from roomserver.embeddings import Embedder
+from roomserver.identity import users
 from roomserver.search import Params, Scope, search, user_may_read
 from roomserver.sniff import SNIFF_BYTES, sanitize_filename, sniff
 from roomserver.store.blobstore import BlobStore

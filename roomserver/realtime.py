@@ -50,6 +50,7 @@ from roomserver.config import Settings
 from roomserver.errors import CloseCode
 from roomserver.history import Author, History, Written, as_uuid
 from roomserver.hub import Connection, Hub
+from roomserver.identity.sessions import SessionStore
 from roomserver.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
 from roomserver.protocol import (
     Achievement,
@@ -78,7 +79,6 @@ from roomserver.protocol import (
 )
 from roomserver.ratelimit import RateLimiter
 from roomserver.rooms import RoomService
-from roomserver.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 

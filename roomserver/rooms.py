@@ -24,7 +24,8 @@ import base58
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from roomserver import errors, users
+from roomserver import errors
+from roomserver.identity import users
 
 RoomType = Literal["public", "private", "token_gated", "nft_gated"]
 Role = Literal["owner", "moderator", "member"]

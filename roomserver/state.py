@@ -13,6 +13,7 @@ from roomserver.config import Settings
 from roomserver.embeddings import Embedder
 from roomserver.gating import Gatekeeper
 from roomserver.highlights import Highlights
+from roomserver.identity.sessions import SessionStore
 from roomserver.ingest import Ingestor
 from roomserver.library import Library
 from roomserver.nft import NftService
@@ -20,7 +21,6 @@ from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Realtime
 from roomserver.recheck import Rechecker
 from roomserver.rooms import RoomService
-from roomserver.sessions import SessionStore
 from roomserver.store.blobstore import BlobStore
 from roomserver.tutor import TutorService
 

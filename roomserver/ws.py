@@ -29,6 +29,7 @@ from roomserver import errors
 from roomserver.api.http import JSONResponse
 from roomserver.errors import CloseCode
 from roomserver.hub import Connection
+from roomserver.identity.sessions import Session
 from roomserver.protocol import (
     MAX_FRAME_BYTES,
     SUBPROTOCOL,
@@ -46,7 +47,6 @@ from roomserver.protocol import (
 )
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Caller, Realtime
-from roomserver.sessions import Session
 from roomserver.state import AppState
 
 log = logging.getLogger(__name__)

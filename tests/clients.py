@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from roomserver.wallet import Wallet
+from roomserver.identity.wallet import Wallet
 
 
 @dataclass

@@ -7,7 +7,7 @@ import base64
 
 import httpx
 
-from roomserver.wallet import Wallet
+from roomserver.identity.wallet import Wallet
 from tests.clients import sign_in
 
 

@@ -23,8 +23,8 @@ from websockets.exceptions import InvalidStatus
 from roomserver import solana_dev as dev
 from roomserver.config import Settings
 from roomserver.errors import CloseCode
+from roomserver.identity.wallet import Wallet
 from roomserver.ledger.process import LedgerProcess, free_port, start_ledger
-from roomserver.wallet import Wallet
 from tests.clients import SignedInUser, sign_in
 from tests.ws_client import RoomClient, ws_url
 

@@ -16,10 +16,10 @@ from roomserver import errors
 from roomserver.broker import MemoryBroker
 from roomserver.history import Author, History
 from roomserver.hub import Connection
+from roomserver.identity.sessions import SessionStore
 from roomserver.presence import MemoryPresence
 from roomserver.realtime import Caller, Realtime, RealtimeConfig
 from roomserver.rooms import RoomService
-from roomserver.sessions import SessionStore
 from roomserver.store.db import create_pool
 
 

@@ -14,12 +14,13 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
-from roomserver import errors, users
+from roomserver import errors
 from roomserver import solana_dev as dev
 from roomserver.broker import MemoryBroker
 from roomserver.errors import CloseCode
 from roomserver.gating import Gatekeeper, MemoryGateCache
 from roomserver.hub import Connection, Hub
+from roomserver.identity import users
 from roomserver.ledger.process import free_port
 from roomserver.recheck import Rechecker
 from roomserver.room_gates import RoomGates

@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomserver import errors, users
+from roomserver import errors
+from roomserver.identity import users
+from roomserver.identity.wallet import Wallet
 from roomserver.rooms import Room, RoomDraft, RoomService, decode_cursor, encode_cursor
 from roomserver.store.db import create_pool
-from roomserver.wallet import Wallet
 
 MINT = "So11111111111111111111111111111111111111112"
 COLLECTION = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"

@@ -15,8 +15,8 @@ from solders.keypair import Keypair
 
 from roomserver import solana_dev as dev
 from roomserver.config import Settings
+from roomserver.identity.wallet import Wallet
 from roomserver.ledger.process import LedgerProcess
-from roomserver.wallet import Wallet
 from tests.clients import SignedInUser, sign_in
 from tests.ledger.fixtures import ledger, payer, rpc
 

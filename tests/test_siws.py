@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.signing import VerifyKey
 
-from roomserver import errors, siws
-from roomserver.siws import Expected, SignInInput, SiwsError
+from roomserver import errors
+from roomserver.identity import siws
+from roomserver.identity.siws import Expected, SignInInput, SiwsError
 from tests.wallet import Wallet
 
 NOW = datetime(2026, 11, 22, 1, 0, 0, tzinfo=UTC)

@@ -1,5 +1,5 @@
 """Test helper: a Solana wallet that signs in like Phantom (re-exported from the package)."""
 
-from roomserver.wallet import Wallet
+from roomserver.identity.wallet import Wallet
 
 __all__ = ["Wallet"]

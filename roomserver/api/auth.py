@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from roomserver import users
 from roomserver.api.guard import app_state, require_user
 from roomserver.api.http import Endpoint, client_ip, read_body, reply
-from roomserver.signin import SignIn
+from roomserver.identity import users
+from roomserver.identity.signin import SignIn
 
 
 class ChallengeRequest(BaseModel):

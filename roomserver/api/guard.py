@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from roomserver import errors
 from roomserver.api.http import bearer_token, client_ip
-from roomserver.sessions import Session
+from roomserver.identity.sessions import Session
 from roomserver.state import AppState
 
 

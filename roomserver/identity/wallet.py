@@ -15,7 +15,7 @@ from typing import Any
 import base58
 from nacl.signing import SigningKey
 
-from roomserver.siws import SignInInput, SiwsError, build_message
+from roomserver.identity.siws import SignInInput, SiwsError, build_message
 
 
 class Wallet:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from roomserver import siws, users
 from roomserver.config import Settings
-from roomserver.sessions import SessionStore
+from roomserver.identity import siws, users
+from roomserver.identity.sessions import SessionStore
 
 STATEMENT = "Sign in to roomserver to join your study rooms."
 

@@ -1,0 +1,1 @@
+"""Sign-In-With-Solana, sessions, users and the software wallet."""
