@@ -111,7 +111,7 @@ def _tool(name: str, argv: list[str]) -> int:
         from roomserver.ledger.__main__ import main as ledger_main
 
         return int(ledger_main(argv) or 0)
-    from roomserver.solana_dev import main as solana_main
+    from roomserver.chain.dev import main as solana_main
 
     return int(solana_main(argv) or 0)
 

@@ -32,9 +32,8 @@ from solana.rpc.models import TokenAccountOpts
 from solders.account import Account
 from solders.pubkey import Pubkey
 
-from roomserver import metaplex
-from roomserver.errors import BadRequest, Unavailable
-from roomserver.spl_token import (
+from roomserver.chain import metaplex
+from roomserver.chain.spl_token import (
     TOKEN_2022_PROGRAM,
     TOKEN_GROUP,
     TOKEN_GROUP_MEMBER,
@@ -45,6 +44,7 @@ from roomserver.spl_token import (
     decode_account,
     decode_mint,
 )
+from roomserver.errors import BadRequest, Unavailable
 
 T = TypeVar("T")
 MAX_BATCH = 100

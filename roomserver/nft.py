@@ -49,10 +49,10 @@ from spl.token import instructions as spl
 from spl.token import models as splm
 from spl.token.models import AuthorityType
 
-from roomserver import errors, nft_card, token2022
-from roomserver.config import Settings
-from roomserver.keys import ServerKeys, load_server_keys
-from roomserver.spl_token import (
+from roomserver import errors, nft_card
+from roomserver.chain import token2022
+from roomserver.chain.keys import ServerKeys, load_server_keys
+from roomserver.chain.spl_token import (
     GROUP_MEMBER_POINTER,
     GROUP_POINTER,
     METADATA_POINTER,
@@ -65,6 +65,7 @@ from roomserver.spl_token import (
     decode_account,
     decode_mint,
 )
+from roomserver.config import Settings
 from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,7 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from roomserver import metaplex
-from roomserver import solana_dev as dev
+from roomserver.chain import dev, metaplex
 from roomserver.errors import BadRequest, Unavailable
 from roomserver.gating import Decision, Gate, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.ledger.process import LedgerProcess, free_port

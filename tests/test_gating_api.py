@@ -20,7 +20,7 @@ from solders.pubkey import Pubkey
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from roomserver import solana_dev as dev
+from roomserver.chain import dev
 from roomserver.config import Settings
 from roomserver.errors import CloseCode
 from roomserver.identity.wallet import Wallet

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from solders.pubkey import Pubkey
 
-from roomserver.metaplex import (
+from roomserver.chain.metaplex import (
     PROGRAM_ID,
     Collection,
     Creator,

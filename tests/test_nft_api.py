@@ -28,17 +28,17 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 from spl.token.instructions import get_associated_token_address
 
-from roomserver import solana_dev as dev
-from roomserver.config import Settings
-from roomserver.gating import Gate, Gatekeeper, MemoryGateCache
-from roomserver.ledger.process import LedgerProcess
-from roomserver.spl_token import (
+from roomserver.chain import dev
+from roomserver.chain.spl_token import (
     TOKEN_GROUP_MEMBER,
     TOKEN_METADATA,
     decode_account,
     decode_mint,
     encode_mint,
 )
+from roomserver.config import Settings
+from roomserver.gating import Gate, Gatekeeper, MemoryGateCache
+from roomserver.ledger.process import LedgerProcess
 from roomserver.store.pgembed import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.ledger.fixtures import ledger, payer, rpc

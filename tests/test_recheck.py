@@ -15,8 +15,8 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
 from roomserver import errors
-from roomserver import solana_dev as dev
 from roomserver.broker import MemoryBroker
+from roomserver.chain import dev
 from roomserver.errors import CloseCode
 from roomserver.gating import Gatekeeper, MemoryGateCache
 from roomserver.hub import Connection, Hub

@@ -13,7 +13,7 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
-from roomserver import solana_dev as dev
+from roomserver.chain import dev
 from roomserver.config import Settings
 from roomserver.identity.wallet import Wallet
 from roomserver.ledger.process import LedgerProcess

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from roomserver.spl_token import (
+from roomserver.chain.spl_token import (
     ACCOUNT_SIZE,
     ACCOUNT_STATES,
     MINT_SIZE,

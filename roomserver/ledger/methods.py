@@ -21,9 +21,7 @@ from solders.account import Account
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from roomserver.ledger.jsonparsed import parse_token_data, token_amount
-from roomserver.ledger.state import Ledger, TxOutcome
-from roomserver.spl_token import (
+from roomserver.chain.spl_token import (
     MINT_SIZE,
     TOKEN_2022_PROGRAM,
     TOKEN_PROGRAMS,
@@ -31,6 +29,8 @@ from roomserver.spl_token import (
     decode_account,
     decode_mint,
 )
+from roomserver.ledger.jsonparsed import parse_token_data, token_amount
+from roomserver.ledger.state import Ledger, TxOutcome
 
 VERSION = {"solana-core": "2.1.21", "feature-set": 1416569292}
 RENT_EPOCH = 18446744073709551615

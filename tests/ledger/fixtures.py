@@ -10,7 +10,7 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
-from roomserver import solana_dev
+from roomserver.chain import dev as solana_dev
 from roomserver.ledger.process import LedgerProcess, start_ledger
 
 

@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from solders.pubkey import Pubkey
 
-from roomserver.ledger.jsonparsed import parse_token_data
-from roomserver.spl_token import (
+from roomserver.chain.spl_token import (
     TOKEN_2022_PROGRAM,
     TOKEN_PROGRAM,
     Extension,
@@ -22,6 +21,7 @@ from roomserver.spl_token import (
     encode_mint,
     ui_amount_string,
 )
+from roomserver.ledger.jsonparsed import parse_token_data
 
 keys = st.binary(min_size=32, max_size=32).map(lambda b: str(Pubkey.from_bytes(b)))
 nonzero_keys = keys.filter(lambda k: k != str(Pubkey.default()))

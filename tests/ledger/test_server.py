@@ -19,9 +19,9 @@ from solders.system_program import TransferParams
 from solders.system_program import transfer as sol_transfer
 from solders.transaction import Transaction
 
-from roomserver import solana_dev as dev
+from roomserver.chain import dev
+from roomserver.chain.spl_token import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 from roomserver.ledger.process import LedgerProcess, start_ledger
-from roomserver.spl_token import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 
 
 async def post(url: str, body: object | bytes) -> httpx.Response:

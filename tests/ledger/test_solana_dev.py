@@ -9,7 +9,7 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.pubkey import Pubkey
 
-from roomserver import solana_dev
+from roomserver.chain import dev as solana_dev
 from roomserver.ledger.process import LedgerProcess
 
 

@@ -14,7 +14,7 @@ import struct
 from solders.instruction import AccountMeta, Instruction
 from solders.pubkey import Pubkey
 
-from roomserver.spl_token import ACCOUNT_SIZE, TOKEN_2022_PROGRAM
+from roomserver.chain.spl_token import ACCOUNT_SIZE, TOKEN_2022_PROGRAM
 
 PROGRAM_ID = Pubkey.from_string(TOKEN_2022_PROGRAM)
 _METADATA_POINTER, _GROUP_POINTER, _GROUP_MEMBER_POINTER = 39, 40, 41

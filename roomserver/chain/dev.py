@@ -30,8 +30,8 @@ from spl.token import instructions as spl
 from spl.token import models as splm
 from spl.token.models import AuthorityType
 
-from roomserver import token2022
-from roomserver.spl_token import MINT_SIZE, TOKEN_2022_PROGRAM, TOKEN_PROGRAMS, decode_mint
+from roomserver.chain import token2022
+from roomserver.chain.spl_token import MINT_SIZE, TOKEN_2022_PROGRAM, TOKEN_PROGRAMS, decode_mint
 
 LAMPORTS_PER_SOL = 10**9
 TOKEN_PROGRAM_ID = Pubkey.from_string(TOKEN_PROGRAMS[0])
