@@ -33,7 +33,9 @@ from roomserver.api.limits import BodyLimit
 from roomserver.broker import redis_client
 from roomserver.config import Settings
 from roomserver.embeddings import Embedder, MiniLMEmbedder
-from roomserver.gating import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
+from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
+from roomserver.gating.recheck import LocalMembers, Publisher, Rechecker
+from roomserver.gating.rooms import RoomGates
 from roomserver.highlights import Highlights
 from roomserver.identity.sessions import SessionStore
 from roomserver.ingest import Ingestor
@@ -41,8 +43,6 @@ from roomserver.ledger.process import start_ledger
 from roomserver.library import Library, ShareRequest
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Caller, open_realtime
-from roomserver.recheck import LocalMembers, Publisher, Rechecker
-from roomserver.room_gates import RoomGates
 from roomserver.rooms import RoomService
 from roomserver.state import AppState
 from roomserver.store.blobstore import LocalBlobStore

@@ -473,7 +473,7 @@ class RoomService:
                    WHERE room_id = $1 AND user_id = $2""", room_id, user_id)
             await users.audit(conn, user_id, "room.leave", "room", room_id)
 
-    # -- gating re-checks (roomserver.recheck) ----------------------------------------------
+    # -- gating re-checks (roomserver.gating.recheck) ----------------------------------------------
 
     async def open_gated_rooms(self) -> list[Room]:
         """Every open token_gated / nft_gated room (seen by nobody: `my_role` is None)."""

@@ -11,7 +11,8 @@ import asyncpg
 from roomserver.achievements import Achievements
 from roomserver.config import Settings
 from roomserver.embeddings import Embedder
-from roomserver.gating import Gatekeeper
+from roomserver.gating.gatekeeper import Gatekeeper
+from roomserver.gating.recheck import Rechecker
 from roomserver.highlights import Highlights
 from roomserver.identity.sessions import SessionStore
 from roomserver.ingest import Ingestor
@@ -19,7 +20,6 @@ from roomserver.library import Library
 from roomserver.nft import NftService
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Realtime
-from roomserver.recheck import Rechecker
 from roomserver.rooms import RoomService
 from roomserver.store.blobstore import BlobStore
 from roomserver.tutor import TutorService

@@ -18,7 +18,7 @@ from solders.pubkey import Pubkey
 
 from roomserver.chain import dev, metaplex
 from roomserver.errors import BadRequest, Unavailable
-from roomserver.gating import Decision, Gate, Gatekeeper, MemoryGateCache, RedisGateCache
+from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.ledger.process import LedgerProcess, free_port
 from tests.ledger.fixtures import ledger, payer, rpc
 

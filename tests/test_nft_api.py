@@ -37,7 +37,7 @@ from roomserver.chain.spl_token import (
     encode_mint,
 )
 from roomserver.config import Settings
-from roomserver.gating import Gate, Gatekeeper, MemoryGateCache
+from roomserver.gating.gatekeeper import Gate, Gatekeeper, MemoryGateCache
 from roomserver.ledger.process import LedgerProcess
 from roomserver.store.pgembed import free_port
 from tests.clients import SignedInUser, sign_in

@@ -32,9 +32,9 @@ from typing import Protocol
 from roomserver import protocol
 from roomserver.broker import room_presence
 from roomserver.errors import CloseCode, RoomserverError, Unavailable
-from roomserver.gating import Decision, Gate, Gatekeeper
+from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper
+from roomserver.gating.rooms import room_gate
 from roomserver.hub import Connection
-from roomserver.room_gates import room_gate
 from roomserver.rooms import Room, RoomService
 
 log = logging.getLogger(__name__)

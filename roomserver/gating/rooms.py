@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from roomserver import errors
-from roomserver.gating import Decision, Gate, Gatekeeper
+from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper
 from roomserver.rooms import Room
 
 
