@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from roomserver.chunking import chunk_pages
-from roomserver.embeddings import MiniLMEmbedder
-from roomserver.extract import extract_pdf
-from roomserver.search import Scope, search
+from roomserver.library.chunking import chunk_pages
+from roomserver.library.embeddings import MiniLMEmbedder
+from roomserver.library.extract import extract_pdf
+from roomserver.library.search import Scope, search
 from roomserver.store.db import create_pool
 from roomserver.store.migrations import migrate
 from roomserver.store.pgembed import EmbeddedPostgres

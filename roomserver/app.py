@@ -32,15 +32,15 @@ from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.broker import redis_client
 from roomserver.config import Settings
-from roomserver.embeddings import Embedder, MiniLMEmbedder
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.gating.recheck import LocalMembers, Publisher, Rechecker
 from roomserver.gating.rooms import RoomGates
-from roomserver.highlights import Highlights
 from roomserver.identity.sessions import SessionStore
-from roomserver.ingest import Ingestor
 from roomserver.ledger.process import start_ledger
-from roomserver.library import Library, ShareRequest
+from roomserver.library.documents import Library, ShareRequest
+from roomserver.library.embeddings import Embedder, MiniLMEmbedder
+from roomserver.library.highlights import Highlights
+from roomserver.library.ingest import Ingestor
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Caller, open_realtime
 from roomserver.rooms import RoomService

@@ -10,13 +10,13 @@ import asyncpg
 
 from roomserver.achievements import Achievements
 from roomserver.config import Settings
-from roomserver.embeddings import Embedder
 from roomserver.gating.gatekeeper import Gatekeeper
 from roomserver.gating.recheck import Rechecker
-from roomserver.highlights import Highlights
 from roomserver.identity.sessions import SessionStore
-from roomserver.ingest import Ingestor
-from roomserver.library import Library
+from roomserver.library.documents import Library
+from roomserver.library.embeddings import Embedder
+from roomserver.library.highlights import Highlights
+from roomserver.library.ingest import Ingestor
 from roomserver.nft import NftService
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Realtime

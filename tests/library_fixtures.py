@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from roomserver.config import Settings
-from roomserver.embeddings import Embedder, MiniLMEmbedder
+from roomserver.library.embeddings import Embedder, MiniLMEmbedder
 from roomserver.store.pgembed import free_port
 from tests.clients import SignedInUser
 from tests.model_fixtures import shared_minilm

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from roomserver.embeddings import MiniLMEmbedder, WordPieceCounter
+from roomserver.library.embeddings import MiniLMEmbedder, WordPieceCounter
 
 
 def shared_minilm() -> MiniLMEmbedder:

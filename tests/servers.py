@@ -18,7 +18,7 @@ from uvicorn._types import ASGIApplication
 
 from roomserver.app import create_app
 from roomserver.config import Settings
-from roomserver.embeddings import Embedder
+from roomserver.library.embeddings import Embedder
 from roomserver.protocol import MAX_FRAME_BYTES
 from roomserver.store.pgembed import free_port
 from tests.model_fixtures import shared_lazy_minilm

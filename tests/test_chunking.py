@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomserver.chunking import Chunk, chunk_pages, join_pages
-from roomserver.embeddings import WordPieceCounter
-from roomserver.extract import Page, extract_pdf
+from roomserver.library.chunking import Chunk, chunk_pages, join_pages
+from roomserver.library.embeddings import WordPieceCounter
+from roomserver.library.extract import Page, extract_pdf
 from tests import pdfs
 from tests.model_fixtures import shared_token_counter
 

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from roomserver.embeddings import HashingEmbedder, MiniLMEmbedder
+from roomserver.library.embeddings import HashingEmbedder, MiniLMEmbedder
 from tests.model_fixtures import shared_minilm
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from roomserver.errors import BadRequest
-from roomserver.extract import (
+from roomserver.library.extract import (
     ExtractionLimits,
     Page,
     extract_pages,
@@ -19,7 +19,7 @@ from roomserver.extract import (
     remove_running_lines,
     text_pages,
 )
-from roomserver.sniff import FileKind
+from roomserver.library.sniff import FileKind
 from tests import pdfs
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from roomserver.highlights import HighlightDraft, PagedText, locate
+from roomserver.library.highlights import HighlightDraft, PagedText, locate
 from tests import pdfs
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, upload

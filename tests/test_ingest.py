@@ -17,7 +17,7 @@ import pytest
 from pgvector.asyncpg import register_vector
 
 from roomserver.config import Settings
-from roomserver.embeddings import MiniLMEmbedder
+from roomserver.library.embeddings import MiniLMEmbedder
 from roomserver.store.pgembed import EmbeddedPostgres, free_port
 from tests import pdfs
 from tests.clients import SignedInUser, sign_in

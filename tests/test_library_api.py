@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from roomserver.config import Settings
-from roomserver.embeddings import MiniLMEmbedder
+from roomserver.library.embeddings import MiniLMEmbedder
 from roomserver.store.pgembed import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, serve, upload, wait_job

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from roomserver.config import Settings
-from roomserver.embeddings import MiniLMEmbedder
-from roomserver.search import Scope, search
+from roomserver.library.embeddings import MiniLMEmbedder
+from roomserver.library.search import Scope, search
 from roomserver.store.db import create_pool
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from roomserver.errors import UnsupportedMediaType
-from roomserver.sniff import FileKind, sanitize_filename, sniff
+from roomserver.library.sniff import FileKind, sanitize_filename, sniff
 from tests.pdfs import simple_pdf
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(20)

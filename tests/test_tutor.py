@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from roomserver.config import Settings
-from roomserver.embeddings import MiniLMEmbedder
 from roomserver.errors import NotFound, RateLimited
+from roomserver.library.embeddings import MiniLMEmbedder
 from roomserver.protocol import decode_server
 from roomserver.store.db import create_pool
 from roomserver.tutor import Question, TutorService

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from roomserver.config import Settings
-from roomserver.embeddings import MiniLMEmbedder
+from roomserver.library.embeddings import MiniLMEmbedder
 from roomserver.store.db import create_pool
 from roomserver.store.pgembed import free_port
 from tests.clients import SignedInUser, sign_in

@@ -24,7 +24,7 @@ from websockets.asyncio.client import connect
 from roomserver import web
 from roomserver.app import all_endpoints
 from roomserver.config import Settings
-from roomserver.embeddings import HashingEmbedder
+from roomserver.library.embeddings import HashingEmbedder
 from roomserver.protocol import CLIENT_TYPES, SERVER_TYPES
 from tests.servers import run_app
 

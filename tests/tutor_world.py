@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from roomserver.embeddings import Embedder
+from roomserver.library.embeddings import Embedder
 from roomserver.tutor import Stored
 
 

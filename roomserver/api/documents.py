@@ -1,6 +1,6 @@
 """The document library over REST: upload, jobs, library search/listing, details, download,
-changes, deletion, sharing and highlights. Policy lives in `roomserver.library`,
-`roomserver.highlights` and `roomserver.search`; this module only translates.
+changes, deletion, sharing and highlights. Policy lives in `roomserver.library.documents`,
+`roomserver.library.highlights` and `roomserver.library.search`; this module only translates.
 
 A path id that is not a UUID names nothing: 404 `document_not_found` / `job_not_found`.
 """
@@ -18,8 +18,7 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
 from roomserver.api.http import Endpoint, path_uuid, read_body, read_query, reply
-from roomserver.highlights import Highlight, HighlightDraft, HighlightList, Highlights
-from roomserver.library import (
+from roomserver.library.documents import (
     Document,
     DocumentChanges,
     Job,
@@ -30,7 +29,8 @@ from roomserver.library import (
     ShareRequest,
     ShareTarget,
 )
-from roomserver.sniff import sanitize_filename
+from roomserver.library.highlights import Highlight, HighlightDraft, HighlightList, Highlights
+from roomserver.library.sniff import sanitize_filename
 
 MAX_FORM_FIELDS = 20
 

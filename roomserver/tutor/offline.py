@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from roomserver.embeddings import Embedder
-from roomserver.search import Hit
+from roomserver.library.embeddings import Embedder
+from roomserver.library.search import Hit
 from roomserver.tutor.prompts import cite_label
 
 MAX_MISSES = 2

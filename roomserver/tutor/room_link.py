@@ -21,8 +21,8 @@ import asyncpg
 from roomserver import errors
 from roomserver.broker import room_messages
 from roomserver.config import Settings
-from roomserver.embeddings import Embedder
 from roomserver.history import as_uuid
+from roomserver.library.embeddings import Embedder
 from roomserver.protocol import Message, NewMessage, SocraticCancel, SocraticQuery, encode
 from roomserver.realtime import Caller, Realtime
 from roomserver.tutor.service import Question, Stored, TutorService

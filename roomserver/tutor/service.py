@@ -24,10 +24,10 @@ from typing import Any
 import asyncpg
 
 from roomserver.config import Settings
-from roomserver.embeddings import Embedder
 from roomserver.errors import RoomserverError, Unavailable
+from roomserver.library.embeddings import Embedder
+from roomserver.library.search import Hit, Scope, search
 from roomserver.protocol import SocraticResponse, SocraticSource, encode
-from roomserver.search import Hit, Scope, search
 from roomserver.tutor import prompts, store
 from roomserver.tutor.budgets import Budgets, Slot
 from roomserver.tutor.claude import ClaudeBackend, Usage, make_client

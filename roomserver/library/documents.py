@@ -34,10 +34,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roomserver import errors
-from roomserver.embeddings import Embedder
 from roomserver.identity import users
-from roomserver.search import Params, Scope, search, user_may_read
-from roomserver.sniff import SNIFF_BYTES, sanitize_filename, sniff
+from roomserver.library.embeddings import Embedder
+from roomserver.library.search import Params, Scope, search, user_may_read
+from roomserver.library.sniff import SNIFF_BYTES, sanitize_filename, sniff
 from roomserver.store.blobstore import BlobStore
 
 Permission = Literal["read", "write", "admin"]

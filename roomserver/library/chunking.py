@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from roomserver.extract import Page
+from roomserver.library.extract import Page
 
 TokenCounter = Callable[[str], int]
 PAGE_SEPARATOR = "\n\n"

@@ -25,7 +25,7 @@ from typing import Any
 
 import asyncpg
 
-from roomserver.embeddings import Embedder
+from roomserver.library.embeddings import Embedder
 
 RRF_K = 60  # the usual reciprocal rank fusion constant
 MAX_LIMIT = 100

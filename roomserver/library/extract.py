@@ -1,6 +1,6 @@
 """Text extraction: document bytes -> pages of clean text, `[Page(number, text)]`.
 
-PDFs are parsed by pypdf in a child process (`python -m roomserver.extract`) with limits on
+PDFs are parsed by pypdf in a child process (`python -m roomserver.library.extract`) with limits on
 address space, CPU time and wall time, and an environment without the server's secrets; the
 caller only ever sees the pages or a BadRequest whose code names the reason:
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from roomserver.errors import BadRequest
-from roomserver.sniff import FileKind
+from roomserver.library.sniff import FileKind
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,12 @@ async def extract_pdf(data: bytes, limits: ExtractionLimits = ExtractionLimits()
 # the child's path; our package's parent directory is added explicitly.
 _CHILD_BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from roomserver.extract import _child_main; _child_main(sys.argv[2:])"
+    "from roomserver.library.extract import _child_main; _child_main(sys.argv[2:])"
 )
 
 
 def _package_parent() -> str:
-    return str(Path(__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[2])
 
 
 def _child_env() -> dict[str, str]:

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from roomserver import errors
 from roomserver.identity import users
-from roomserver.library import Library, Membership
+from roomserver.library.documents import Library, Membership
 
 OnHighlight = Callable[[uuid.UUID, dict[str, Any], uuid.UUID], Awaitable[None]]
 CONTEXT_CHARS = 100

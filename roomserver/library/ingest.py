@@ -37,10 +37,10 @@ import asyncpg
 import numpy as np
 
 from roomserver import errors
-from roomserver.chunking import DEFAULT_MAX_TOKENS, Chunk, TokenCounter, chunk_pages
-from roomserver.embeddings import Embedder, Vectors
-from roomserver.extract import ExtractionLimits, Page, extract_pages
-from roomserver.sniff import FileKind
+from roomserver.library.chunking import DEFAULT_MAX_TOKENS, Chunk, TokenCounter, chunk_pages
+from roomserver.library.embeddings import Embedder, Vectors
+from roomserver.library.extract import ExtractionLimits, Page, extract_pages
+from roomserver.library.sniff import FileKind
 from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)

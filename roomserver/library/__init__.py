@@ -1,0 +1,1 @@
+"""Documents: upload, sniffing, extraction, chunking, embeddings, ingestion, search, highlights."""
