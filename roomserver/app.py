@@ -21,7 +21,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from roomserver import errors, nft, web
+from roomserver import errors, web
 from roomserver.achievements import Achievements
 from roomserver.api import auth, health, ipfs, openapi, rooms
 from roomserver.api import documents as documents_api
@@ -41,6 +41,7 @@ from roomserver.library.documents import Library, ShareRequest
 from roomserver.library.embeddings import Embedder, MiniLMEmbedder
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
+from roomserver.nft import minting as nft
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Caller, open_realtime
 from roomserver.rooms import RoomService

@@ -17,7 +17,7 @@ from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
-from roomserver.nft import NftService
+from roomserver.nft.minting import NftService
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime import Realtime
 from roomserver.rooms import RoomService

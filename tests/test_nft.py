@@ -15,9 +15,9 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
-from roomserver import nft_card
 from roomserver.chain.keys import KeyFileError, load_key, load_server_keys
-from roomserver.nft import NftService
+from roomserver.nft import card as nft_card
+from roomserver.nft.minting import NftService
 from roomserver.store.blobstore import MemoryBlobStore
 from tests.ledger.fixtures import ledger, payer, rpc
 

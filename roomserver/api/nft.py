@@ -1,4 +1,4 @@
-"""NFT minting and collections over REST. The policy lives in `roomserver.nft.NftService`.
+"""NFT minting and collections over REST. The policy lives in `roomserver.nft.minting.NftService`.
 
 Mint endpoints answer 200 with a `MintResult`: `pending` with a base64 transaction for the
 wallet to sign as fee payer and send (wallet mode), or `confirmed` (sponsored mode).
@@ -15,7 +15,7 @@ from starlette.responses import Response
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
 from roomserver.api.http import Endpoint, client_ip, read_body, reply
-from roomserver.nft import Collection, CollectionDetail, MintResult, NftService
+from roomserver.nft.minting import Collection, CollectionDetail, MintResult, NftService
 
 
 class MintHighlightRequest(BaseModel):

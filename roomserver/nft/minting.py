@@ -49,7 +49,7 @@ from spl.token import instructions as spl
 from spl.token import models as splm
 from spl.token.models import AuthorityType
 
-from roomserver import errors, nft_card
+from roomserver import errors
 from roomserver.chain import token2022
 from roomserver.chain.keys import ServerKeys, load_server_keys
 from roomserver.chain.spl_token import (
@@ -66,6 +66,7 @@ from roomserver.chain.spl_token import (
     decode_mint,
 )
 from roomserver.config import Settings
+from roomserver.nft import card as nft_card
 from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
