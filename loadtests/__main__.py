@@ -14,7 +14,7 @@ from pathlib import Path
 from loadtests import report
 from loadtests.replay import Options, SetupError, TargetError, targets
 from loadtests.scenario import Scenario, generate
-from loadtests.trace import TraceError, read_trace, write_trace
+from roomserver.realtime.trace import TraceError, read_trace, write_trace
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -27,9 +27,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from loadtests.metrics import Measurements
-from loadtests.trace import DURABLE_FRAME_TYPES, TraceEvent
 from roomserver.identity.wallet import Wallet
 from roomserver.protocol import DURABLE_TYPES
+from roomserver.realtime.trace import DURABLE_FRAME_TYPES, TraceEvent
 
 STAMP = " [lt:"
 RECONNECTABLE = {1001, 1006, 1011, 1012, 1013}

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from loadtests.metrics import merge
 from loadtests.replay import Options, create_rooms, run_shard, select
-from loadtests.trace import TraceEvent
+from roomserver.realtime.trace import TraceEvent
 
 START_DELAY = 1.0
 """Seconds between the last worker becoming ready and the common start."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
-from loadtests.trace import TraceEvent, TraceHeader
+from roomserver.realtime.trace import TraceEvent, TraceHeader
 
 EMOJI = ("👍", "🎉", "🤔", "❤️", "👀")
 WORDS = ("entropy", "state", "function", "reversible", "heat", "work", "isolated", "system",

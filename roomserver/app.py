@@ -30,7 +30,6 @@ from roomserver.api import nft as nft_api
 from roomserver.api import tutor as tutor_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
-from roomserver.broker import redis_client
 from roomserver.config import Settings
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.gating.recheck import LocalMembers, Publisher, Rechecker
@@ -43,7 +42,8 @@ from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
 from roomserver.nft import minting as nft
 from roomserver.ratelimit import RateLimiter
-from roomserver.realtime import Caller, open_realtime
+from roomserver.realtime.broker import redis_client
+from roomserver.realtime.node import Caller, open_realtime
 from roomserver.rooms import RoomService
 from roomserver.state import AppState
 from roomserver.store.blobstore import LocalBlobStore
@@ -62,7 +62,7 @@ def start_recorder(settings: Settings, stack: AsyncExitStack, state: AppState, m
     """Opt-in traffic recording (RECORD_ROOMS) into the load-test trace format, pseudonymised."""
     if not settings.record_rooms:
         return
-    from loadtests.recorder import TrafficRecorder, parse_rooms
+    from roomserver.realtime.recorder import TrafficRecorder, parse_rooms
 
     directory = Path(settings.record_dir) if settings.record_dir else settings.data_dir / "recordings"
     recorder = TrafficRecorder(parse_rooms(settings.record_rooms), directory)

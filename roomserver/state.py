@@ -19,7 +19,7 @@ from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
 from roomserver.nft.minting import NftService
 from roomserver.ratelimit import RateLimiter
-from roomserver.realtime import Realtime
+from roomserver.realtime.node import Realtime
 from roomserver.rooms import RoomService
 from roomserver.store.blobstore import BlobStore
 from roomserver.tutor import TutorService

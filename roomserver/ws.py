@@ -28,7 +28,6 @@ from starlette.websockets import WebSocket
 from roomserver import errors
 from roomserver.api.http import JSONResponse
 from roomserver.errors import CloseCode
-from roomserver.hub import Connection
 from roomserver.identity.sessions import Session
 from roomserver.protocol import (
     MAX_FRAME_BYTES,
@@ -46,7 +45,8 @@ from roomserver.protocol import (
     token_from_subprotocols,
 )
 from roomserver.ratelimit import RateLimiter
-from roomserver.realtime import Caller, Realtime
+from roomserver.realtime.hub import Connection
+from roomserver.realtime.node import Caller, Realtime
 from roomserver.state import AppState
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from roomserver import broker as b
 from roomserver.errors import Unavailable
+from roomserver.realtime import broker as b
 from tests.redis_fixtures import RedisServer, redis_server, redis_url  # noqa: F401
 
 

@@ -13,12 +13,12 @@ import orjson
 import pytest
 
 from roomserver import errors
-from roomserver.broker import MemoryBroker
-from roomserver.history import Author, History
-from roomserver.hub import Connection
 from roomserver.identity.sessions import SessionStore
-from roomserver.presence import MemoryPresence
-from roomserver.realtime import Caller, Realtime, RealtimeConfig
+from roomserver.realtime.broker import MemoryBroker
+from roomserver.realtime.history import Author, History
+from roomserver.realtime.hub import Connection
+from roomserver.realtime.node import Caller, Realtime, RealtimeConfig
+from roomserver.realtime.presence import MemoryPresence
 from roomserver.rooms import RoomService
 from roomserver.store.db import create_pool
 

@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from roomserver import protocol as p
-from roomserver.broker import MemoryBroker, RedisBroker, room_messages
 from roomserver.errors import CloseCode, Unavailable
-from roomserver.hub import Connection, Hub
+from roomserver.realtime.broker import MemoryBroker, RedisBroker, room_messages
+from roomserver.realtime.hub import Connection, Hub
 from tests.redis_fixtures import RedisServer, redis_server, redis_url  # noqa: F401
 
 

@@ -20,7 +20,8 @@ from loadtests.__main__ import main
 from loadtests.metrics import Stream, merge
 from loadtests.replay import TargetError, targets
 from loadtests.scenario import Scenario, generate
-from loadtests.trace import (
+from roomserver.config import Settings
+from roomserver.realtime.trace import (
     EVENT_TYPES,
     TraceError,
     TraceEvent,
@@ -31,7 +32,6 @@ from loadtests.trace import (
     loads_line,
     read_trace,
 )
-from roomserver.config import Settings
 
 labels = st.text(min_size=1, max_size=20)
 json_values = st.recursive(

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from roomserver.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
+from roomserver.realtime.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
 from tests.redis_fixtures import redis_url  # noqa: F401
 
 TTL = 1.0

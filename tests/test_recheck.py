@@ -15,15 +15,15 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
 from roomserver import errors
-from roomserver.broker import MemoryBroker
 from roomserver.chain import dev
 from roomserver.errors import CloseCode
 from roomserver.gating.gatekeeper import Gatekeeper, MemoryGateCache
 from roomserver.gating.recheck import Rechecker
 from roomserver.gating.rooms import RoomGates
-from roomserver.hub import Connection, Hub
 from roomserver.identity import users
 from roomserver.ledger.process import free_port
+from roomserver.realtime.broker import MemoryBroker
+from roomserver.realtime.hub import Connection, Hub
 from roomserver.rooms import RoomDraft, RoomService
 from roomserver.store.db import create_pool
 from tests.ledger.fixtures import ledger, payer, rpc

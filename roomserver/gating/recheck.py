@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from roomserver import protocol
-from roomserver.broker import room_presence
 from roomserver.errors import CloseCode, RoomserverError, Unavailable
 from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper
 from roomserver.gating.rooms import room_gate
-from roomserver.hub import Connection
+from roomserver.realtime.broker import room_presence
+from roomserver.realtime.hub import Connection
 from roomserver.rooms import Room, RoomService
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from typing import Any
 import asyncpg
 
 from roomserver import errors
-from roomserver.broker import room_messages
 from roomserver.config import Settings
-from roomserver.history import as_uuid
 from roomserver.library.embeddings import Embedder
 from roomserver.protocol import Message, NewMessage, SocraticCancel, SocraticQuery, encode
-from roomserver.realtime import Caller, Realtime
+from roomserver.realtime.broker import room_messages
+from roomserver.realtime.history import as_uuid
+from roomserver.realtime.node import Caller, Realtime
 from roomserver.tutor.service import Question, Stored, TutorService
 
 MAX_MESSAGE_CHARS = 8000

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from loadtests.trace import EVENT_TYPES, TraceEvent, TraceHeader, TraceWriter
+from roomserver.realtime.trace import EVENT_TYPES, TraceEvent, TraceHeader, TraceWriter
 
 DROPPED_FIELDS = frozenset({"client_msg_id", "message_id", "reply_to", "thread_id", "answer_id", "token"})
 FLUSH_SECONDS = 1.0

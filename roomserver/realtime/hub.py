@@ -27,9 +27,9 @@ from typing import Protocol
 
 import orjson
 
-from roomserver.broker import Broker, room_documents, room_messages, room_presence
 from roomserver.errors import CloseCode
 from roomserver.protocol import EPHEMERAL_TYPES
+from roomserver.realtime.broker import Broker, room_documents, room_messages, room_presence
 
 log = logging.getLogger(__name__)
 

@@ -34,24 +34,9 @@ import orjson
 
 from roomserver import errors
 from roomserver.achievements import Achievements
-from roomserver.broker import (
-    GLOBAL_NOTIFICATIONS,
-    Broker,
-    Handler,
-    MemoryBroker,
-    RedisBroker,
-    ResubscribedHook,
-    redis_client,
-    room_documents,
-    room_messages,
-    room_presence,
-)
 from roomserver.config import Settings
 from roomserver.errors import CloseCode
-from roomserver.history import Author, History, Written, as_uuid
-from roomserver.hub import Connection, Hub
 from roomserver.identity.sessions import SessionStore
-from roomserver.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
 from roomserver.protocol import (
     Achievement,
     AchievementEarned,
@@ -78,6 +63,21 @@ from roomserver.protocol import (
     encode,
 )
 from roomserver.ratelimit import RateLimiter
+from roomserver.realtime.broker import (
+    GLOBAL_NOTIFICATIONS,
+    Broker,
+    Handler,
+    MemoryBroker,
+    RedisBroker,
+    ResubscribedHook,
+    redis_client,
+    room_documents,
+    room_messages,
+    room_presence,
+)
+from roomserver.realtime.history import Author, History, Written, as_uuid
+from roomserver.realtime.hub import Connection, Hub
+from roomserver.realtime.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
 from roomserver.rooms import RoomService
 
 log = logging.getLogger(__name__)
