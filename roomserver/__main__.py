@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from roomserver.config import SETTINGS, Settings
 
-FAST_WS = "roomserver.ws:FrameCachingProtocol"
+FAST_WS = "roomserver.api.ws:FrameCachingProtocol"
 """uvicorn's websockets-sansio protocol, framing each fan-out message once (roomserver/api/ws.py)."""
 
 

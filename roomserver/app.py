@@ -21,15 +21,16 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from roomserver import errors, web
+from roomserver import errors
 from roomserver.achievements import Achievements
-from roomserver.api import auth, health, ipfs, openapi, rooms
+from roomserver.api import auth, health, ipfs, openapi, rooms, web
 from roomserver.api import documents as documents_api
 from roomserver.api import messages as messages_api
 from roomserver.api import nft as nft_api
 from roomserver.api import tutor as tutor_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
+from roomserver.api.ws import routes as ws_routes
 from roomserver.config import Settings
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.gating.recheck import LocalMembers, Publisher, Rechecker
@@ -51,7 +52,6 @@ from roomserver.store.db import create_pool
 from roomserver.store.migrations import migrate
 from roomserver.store.pgembed import EmbeddedPostgres
 from roomserver.tutor.room_link import open_tutor
-from roomserver.ws import routes as ws_routes
 
 log = logging.getLogger("roomserver")
 

@@ -21,7 +21,7 @@ import pytest
 from nacl.signing import SigningKey
 from websockets.asyncio.client import connect
 
-from roomserver import web
+from roomserver.api import web
 from roomserver.app import all_endpoints
 from roomserver.config import Settings
 from roomserver.library.embeddings import HashingEmbedder

@@ -1,4 +1,4 @@
-"""The frame-caching uvicorn protocol `python -m roomserver serve` runs (roomserver.ws)."""
+"""The frame-caching uvicorn protocol `python -m roomserver serve` runs (roomserver.api.ws)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import uvicorn
 from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
+from roomserver.api.ws import WRITE_TEXT, FrameCachingProtocol, text_frame
 from roomserver.store.pgembed import free_port
-from roomserver.ws import WRITE_TEXT, FrameCachingProtocol, text_frame
 
 
 def test_text_frame_matches_the_websockets_serializer() -> None:

@@ -427,7 +427,7 @@ class FrameCachingProtocol(WebSocketsSansIOProtocol):
     so the other members' sends are one `transport.write` of the cached bytes (measured in
     notes/realtime.md: ~20 % of the server's CPU at fan-out). Only sockets without
     extensions (no per-message deflate) take this path; everything else is uvicorn's own.
-    `python -m roomserver serve` runs it (`--ws roomserver.ws:FrameCachingProtocol`)."""
+    `python -m roomserver serve` runs it (`--ws roomserver.api.ws:FrameCachingProtocol`)."""
 
     _last_text: str | None = None
     _last_frame = b""
