@@ -10,7 +10,7 @@ import pytest
 
 from roomserver.config import SETTINGS, Settings
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_defaults_and_conversions() -> None:
