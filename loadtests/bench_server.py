@@ -157,7 +157,7 @@ def prepare(rooms: int, per_room: int) -> None:
         print(f"mapping {MAPPING} already has {rooms} rooms x {per_room} members")
         return
     sys.path.insert(0, str(ROOT))
-    from roomserver.store.pgembed import free_port
+    from roomserver.store.ports import free_port
 
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     pg = _postgres()

@@ -12,7 +12,8 @@ import pytest
 
 from roomserver.config import Settings
 from roomserver.store.migrations import migrate
-from roomserver.store.pgembed import EmbeddedPostgres, free_port
+from roomserver.store.pgembed import EmbeddedPostgres
+from roomserver.store.ports import free_port
 
 pytest_plugins = ["tests.library_fixtures"]
 

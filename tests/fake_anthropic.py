@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.servers import serve_asgi
 
 

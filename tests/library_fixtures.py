@@ -15,7 +15,7 @@ import pytest
 
 from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder, MiniLMEmbedder
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.clients import SignedInUser
 from tests.model_fixtures import shared_minilm
 from tests.servers import run_app

@@ -17,11 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from roomserver.store.ports import free_port
 
 
 def _wait_for(port: int, up: bool, deadline: float = 10.0) -> None:

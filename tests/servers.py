@@ -20,7 +20,7 @@ from roomserver.app import create_app
 from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder
 from roomserver.protocol import MAX_FRAME_BYTES
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.model_fixtures import shared_lazy_minilm
 
 

@@ -19,7 +19,8 @@ from solders.pubkey import Pubkey
 from roomserver.chain import dev, metaplex
 from roomserver.errors import BadRequest, Unavailable
 from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper, MemoryGateCache, RedisGateCache
-from roomserver.ledger.process import LedgerProcess, free_port
+from roomserver.ledger.process import LedgerProcess
+from roomserver.store.ports import free_port
 from tests.ledger.fixtures import ledger, payer, rpc
 
 __all__ = ["ledger", "payer", "rpc"]

@@ -24,7 +24,8 @@ from roomserver.chain import dev
 from roomserver.config import Settings
 from roomserver.errors import CloseCode
 from roomserver.identity.wallet import Wallet
-from roomserver.ledger.process import LedgerProcess, free_port, start_ledger
+from roomserver.ledger.process import LedgerProcess, start_ledger
+from roomserver.store.ports import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.ws_client import RoomClient, ws_url
 

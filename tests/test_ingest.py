@@ -18,7 +18,8 @@ from pgvector.asyncpg import register_vector
 
 from roomserver.config import Settings
 from roomserver.library.embeddings import MiniLMEmbedder
-from roomserver.store.pgembed import EmbeddedPostgres, free_port
+from roomserver.store.pgembed import EmbeddedPostgres
+from roomserver.store.ports import free_port
 from tests import pdfs
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, serve, upload, wait_job

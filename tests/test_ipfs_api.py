@@ -10,7 +10,7 @@ import pytest
 from roomserver.config import Settings
 from roomserver.ledger.process import LedgerProcess
 from roomserver.store.blobstore import LocalBlobStore
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.ledger.fixtures import ledger
 
 __all__ = ["ledger"]

@@ -13,7 +13,7 @@ import pytest
 
 from roomserver.config import Settings
 from roomserver.library.embeddings import MiniLMEmbedder
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, serve, upload, wait_job
 from tests.model_fixtures import shared_minilm

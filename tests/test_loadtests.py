@@ -205,7 +205,7 @@ async def test_recorded_traffic_is_pseudonymised_and_replays(settings: Settings,
 
     import httpx
 
-    from roomserver.store.pgembed import free_port
+    from roomserver.store.ports import free_port
     from tests.clients import sign_in
     from tests.servers import run_app
     from tests.ws_client import RoomClient, create_room

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from roomserver.protocol import DURABLE_TYPES
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.redis_fixtures import RedisServer
 from tests.servers import run_process

@@ -39,7 +39,7 @@ from roomserver.chain.spl_token import (
 from roomserver.config import Settings
 from roomserver.gating.gatekeeper import Gate, Gatekeeper, MemoryGateCache
 from roomserver.ledger.process import LedgerProcess
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.ledger.fixtures import ledger, payer, rpc
 from tests.servers import run_app

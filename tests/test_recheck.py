@@ -21,11 +21,11 @@ from roomserver.gating.gatekeeper import Gatekeeper, MemoryGateCache
 from roomserver.gating.recheck import Rechecker
 from roomserver.gating.rooms import RoomGates
 from roomserver.identity import users
-from roomserver.ledger.process import free_port
 from roomserver.realtime.broker import MemoryBroker
 from roomserver.realtime.hub import Connection, Hub
 from roomserver.rooms import RoomDraft, RoomService
 from roomserver.store.db import create_pool
+from roomserver.store.ports import free_port
 from tests.ledger.fixtures import ledger, payer, rpc
 from tests.test_hub import Outlet, wait_until
 

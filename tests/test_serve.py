@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.servers import wait_healthy
 
 

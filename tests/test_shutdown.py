@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from roomserver.errors import CloseCode
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.clients import sign_in
 from tests.redis_fixtures import RedisServer
 from tests.servers import run_process

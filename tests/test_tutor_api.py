@@ -17,7 +17,7 @@ import pytest
 from roomserver.config import Settings
 from roomserver.library.embeddings import MiniLMEmbedder
 from roomserver.store.db import create_pool
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.library_fixtures import serve

@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from roomserver.config import Settings
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 from tests.clients import sign_in
 from tests.ws_client import RoomClient, create_room, ws_url
 

@@ -9,7 +9,7 @@ from websockets.asyncio.client import connect
 from websockets.frames import Frame, Opcode
 
 from roomserver.api.ws import WRITE_TEXT, FrameCachingProtocol, text_frame
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 
 
 def test_text_frame_matches_the_websockets_serializer() -> None:

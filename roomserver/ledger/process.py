@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,15 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from roomserver.store.ports import free_port
+
 
 class LedgerStartError(RuntimeError):
     pass
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def rpc_health(url: str, timeout: float = 1.0) -> bool:

