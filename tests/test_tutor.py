@@ -23,7 +23,7 @@ from roomserver.tutor import Question, TutorService
 from roomserver.tutor.prompts import SYSTEM_PROMPT
 from tests.fake_anthropic import FakeAnthropic, MidStreamError, Overloaded, Reply, Stall
 from tests.model_fixtures import shared_minilm
-from tests.tutor_world import ENZYME_PAGES, SqlFinalStore, add_document, add_room, add_user
+from tests.tutor_world import ENZYME_PAGES, HistoryFinalStore, add_document, add_room, add_user
 
 QUESTION = "Why does an enzyme stop working at high temperature?"
 
@@ -89,7 +89,7 @@ async def make_tutor(pool: asyncpg.Pool, embedder: MiniLMEmbedder, fake: FakeAnt
     def make(settings: Settings | None = None, **overrides: Any) -> tuple[TutorService, RoomFrames]:
         frames = RoomFrames()
         tutor = TutorService(settings or tutor_settings(fake, **overrides), pool, embedder,
-                             emit=frames, store_final=SqlFinalStore(pool))
+                             emit=frames, store_final=HistoryFinalStore(pool))
         made.append(tutor)
         return tutor, frames
 

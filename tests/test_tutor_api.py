@@ -211,3 +211,45 @@ async def test_socket_cancel_and_typed_errors(
         assert (bad["type"], bad["code"]) == ("error", "thread_not_found")
     finally:
         await asker.close()
+
+
+async def test_stored_answer_and_chat_message_are_events_of_one_shape(
+        http: httpx.AsyncClient, nodes: list[str], pool: asyncpg.Pool, embedder: MiniLMEmbedder,
+        fake: FakeAnthropic) -> None:
+    """Both go through `History` (the one durable writer): the same `room_events` row shape,
+    and `resume` replays exactly the frames that were broadcast live."""
+    owner, student = await sign_in(http), await sign_in(http)
+    room = await room_with_textbook(http, pool, embedder, owner, student)
+    asker = await RoomClient.open(nodes[0], student, room)
+    try:
+        chat_ack = await asker.request(type="chat_message", text="before asking", client_msg_id="m-1")
+        fake.script(Reply(PIECES))
+        await asker.send(type="socratic_query", question=QUESTION, client_msg_id="ask-3")
+        done = await asker.wait_for(lambda f: f["type"] == "socratic_response" and f["done"], timeout=15)
+        await seen_or_next(asker, lambda f: f.get("seq") == done["message_seq"])
+        live = {f["seq"]: f for f in asker.frames if f["type"] == "new_message"}
+    finally:
+        await asker.close()
+    chat, answer = live[chat_ack["seq"]], live[done["message_seq"]]
+    assert (chat["message"]["kind"], answer["message"]["kind"]) == ("text", "tutor")
+
+    rows = {row["seq"]: row for row in await pool.fetch(
+        "SELECT seq, event_type, actor_id, payload FROM room_events WHERE room_id = $1 AND seq = ANY($2)",
+        uuid.UUID(room), [chat["seq"], answer["seq"]])}
+    for frame in (chat, answer):
+        row = rows[frame["seq"]]
+        assert (row["event_type"], str(row["actor_id"])) == ("new_message", student.user_id)
+        assert row["payload"] == frame  # what was stored is what was broadcast
+    common = {"id", "user_id", "text", "kind", "created_at", "pinned", "deleted"}
+    assert set(chat) == set(answer) == {"type", "room_id", "seq", "message"}
+    assert set(chat["message"]) - {"client_msg_id"} == common
+    assert set(answer["message"]) - {"metadata"} == common
+    assert answer["message"]["user_id"] == student.user_id == chat["message"]["user_id"]
+
+    late = await RoomClient.open(nodes[1], owner, room, last_seq=chat["seq"] - 1)
+    try:
+        await late.wait_for(lambda f: f["type"] == "recovered")
+        replayed = {f["seq"]: f for f in late.frames if f["type"] == "new_message"}
+    finally:
+        await late.close()
+    assert replayed[chat["seq"]] == chat and replayed[answer["seq"]] == answer

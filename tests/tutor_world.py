@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from roomserver.library.embeddings import Embedder
+from roomserver.realtime.history import History
 from roomserver.tutor import Stored
 
 
@@ -62,26 +63,18 @@ async def add_document(pool: asyncpg.Pool, embedder: Embedder, owner: uuid.UUID,
     return doc_id
 
 
-class SqlFinalStore:
-    """The durable write path as the room history does it: next room seq, a `tutor` chat
-    message and its room event, in one transaction."""
+class HistoryFinalStore:
+    """The tutor's durable write as production does it: the real `History.post_tutor`
+    (without publishing: these tests have no node)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+        self.history = History(pool, group_commit=False)
 
     async def __call__(self, room_id: uuid.UUID, user_id: uuid.UUID, text: str,
                        metadata: dict[str, Any]) -> Stored:
-        async with self.pool.acquire() as conn, conn.transaction():
-            seq = await conn.fetchval(
-                "UPDATE study_rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq", room_id)
-            message_id = await conn.fetchval(
-                """INSERT INTO chat_messages (room_id, seq, sender_id, message_type, content, metadata)
-                   VALUES ($1, $2, NULL, 'tutor', $3, $4) RETURNING id""", room_id, seq, text, metadata)
-            await conn.execute(
-                """INSERT INTO room_events (room_id, seq, event_type, actor_id, payload)
-                   VALUES ($1, $2, 'new_message', $3, $4)""",
-                room_id, seq, user_id, {"message_id": str(message_id), "text": text, "metadata": metadata})
-        return Stored(str(message_id), seq)
+        written = await self.history.post_tutor(room_id, user_id, text, metadata)
+        assert written.seq is not None and written.message_id is not None
+        return Stored(written.message_id, written.seq)
 
 
 ENZYME_PAGES = [

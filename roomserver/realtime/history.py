@@ -275,6 +275,27 @@ class History:
 
         return await self._write(room_id, body)
 
+    async def post_tutor(self, room_id: uuid.UUID, asker_id: uuid.UUID, text: str,
+                         metadata: dict[str, Any]) -> Written:
+        """The tutor's stored answer: a `new_message` of kind `tutor` whose sender is the
+        asker (`username` theirs), `metadata` the thread, mode, question and sources; the
+        same row and event shape as a chat message."""
+
+        async def body(conn: asyncpg.Connection, seq: int) -> Written:
+            row = await conn.fetchrow(
+                """INSERT INTO chat_messages (room_id, seq, sender_id, message_type, content, metadata)
+                   VALUES ($1, $2, $3, 'tutor', $4, $5)
+                   RETURNING id, created_at, (SELECT username FROM users WHERE id = $3) AS username""",
+                room_id, seq, asker_id, text, metadata)
+            message = Message(id=str(row["id"]), user_id=str(asker_id), text=text, kind="tutor",
+                              username=row["username"], created_at=row["created_at"].isoformat(),
+                              metadata=metadata)
+            frame = NewMessage(room_id=str(room_id), seq=seq, message=message)
+            encoded = await self._append(conn, room_id, seq, asker_id, frame)
+            return Written(seq, message.id, encoded, True)
+
+        return await self._write(room_id, body)
+
     async def record_highlight(self, room_id: uuid.UUID, actor_id: uuid.UUID,
                                highlight: dict[str, Any]) -> Written:
         """`highlight_created` for a highlight already stored (one made over REST)."""

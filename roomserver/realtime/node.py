@@ -521,6 +521,15 @@ class Realtime:
         if written.frame is not None:
             await self.publish_event(str(room_id), room_messages(str(room_id)), written.frame)
 
+    async def post_tutor(self, room_id: uuid.UUID, asker_id: uuid.UUID, text: str,
+                         metadata: dict[str, Any]) -> Written:
+        """The tutor's final answer as a durable message (`History.post_tutor`), published
+        after the commit like any chat message."""
+        written = await self.history.post_tutor(room_id, asker_id, text, metadata)
+        if written.frame is not None:
+            await self.publish_event(str(room_id), room_messages(str(room_id)), written.frame)
+        return written
+
     async def document_shared(self, room_id: uuid.UUID, document: dict[str, Any],
                               actor_id: uuid.UUID) -> None:
         """`document_shared` on `room:{id}:documents` for a share made over REST."""

@@ -4,10 +4,10 @@ answer through the durable write path, and the handler for `socratic_query`/`soc
 - `emit`: publishes an encoded `socratic_response` on the room's messages channel, so every
   node's hub hands it to its members; it has no `seq` (not part of history). If the broker
   cannot take it, it goes to this node's members only.
-- `store_final`: one transaction, like every durable event (history.py's contract): the next
-  room seq, a chat message of kind `tutor` (sender: the asker; metadata: thread, mode,
-  question, sources), and its `new_message` frame appended to `room_events`; then published.
-  Late joiners and `resume` see it like any message.
+- `store_final`: the room's one durable writer (`History.post_tutor`, through the node): a
+  chat message of kind `tutor` (sender: the asker; metadata: thread, mode, question,
+  sources) and its `new_message` event, then published. Late joiners and `resume` see it
+  exactly like a chat message. This module writes no SQL.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import asyncpg
 from roomserver import errors
 from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder
-from roomserver.protocol import Message, NewMessage, SocraticCancel, SocraticQuery, encode
+from roomserver.protocol import SocraticCancel, SocraticQuery
 from roomserver.realtime.broker import room_messages
 from roomserver.realtime.history import as_uuid
 from roomserver.realtime.node import Caller, Realtime
@@ -31,8 +31,8 @@ MAX_MESSAGE_CHARS = 8000
 
 
 class RoomLink:
-    def __init__(self, realtime: Realtime, pool: asyncpg.Pool) -> None:
-        self.realtime, self.pool = realtime, pool
+    def __init__(self, realtime: Realtime) -> None:
+        self.realtime = realtime
         self.tutor: TutorService | None = None
 
     async def emit(self, room_id: uuid.UUID, text: str) -> None:
@@ -44,27 +44,9 @@ class RoomLink:
 
     async def store_final(self, room_id: uuid.UUID, user_id: uuid.UUID, text: str,
                           metadata: dict[str, Any]) -> Stored:
-        text = text[:MAX_MESSAGE_CHARS]
-        async with self.pool.acquire() as conn, conn.transaction():
-            seq = await conn.fetchval(
-                "UPDATE study_rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq", room_id)
-            if seq is None:
-                raise errors.NotFound("no such room", code="room_not_found")
-            row = await conn.fetchrow(
-                """INSERT INTO chat_messages (room_id, seq, sender_id, message_type, content, metadata)
-                   VALUES ($1, $2, $3, 'tutor', $4, $5)
-                   RETURNING id, created_at, (SELECT username FROM users WHERE id = $3) AS username""",
-                room_id, seq, user_id, text, metadata)
-            message = Message(id=str(row["id"]), user_id=str(user_id), text=text, kind="tutor",
-                              username=row["username"], created_at=row["created_at"].isoformat(),
-                              metadata=metadata)  # type: ignore[call-arg]
-            frame = NewMessage(room_id=str(room_id), seq=int(seq), message=message)
-            data = frame.model_dump(mode="json", exclude_none=True)
-            await conn.execute(
-                """INSERT INTO room_events (room_id, seq, event_type, actor_id, payload)
-                   VALUES ($1, $2, 'new_message', $3, $4)""", room_id, seq, user_id, data)
-        await self.realtime.publish_event(str(room_id), room_messages(str(room_id)), encode(frame))
-        return Stored(message.id, int(seq))
+        written = await self.realtime.post_tutor(room_id, user_id, text[:MAX_MESSAGE_CHARS], metadata)
+        assert written.seq is not None and written.message_id is not None  # a fresh write
+        return Stored(written.message_id, written.seq)
 
     async def handle(self, caller: Caller, frame: SocraticQuery | SocraticCancel) -> str | None:
         """The realtime service's `tutor` hook. Refusals raise typed errors (sent to the asker)."""
@@ -84,7 +66,7 @@ class RoomLink:
 def open_tutor(settings: Settings, stack: AsyncExitStack, pool: asyncpg.Pool, embedder: Embedder,
                realtime: Realtime, modes: dict[str, str]) -> TutorService:
     """The tutor service wired to the room's realtime path; `stack` closes it (before realtime)."""
-    link = RoomLink(realtime, pool)
+    link = RoomLink(realtime)
     tutor = TutorService(settings, pool, embedder, emit=link.emit, store_final=link.store_final)
     link.tutor = tutor
     realtime.tutor = link.handle
