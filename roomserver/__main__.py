@@ -1,4 +1,4 @@
-"""python -m roomserver {serve,migrate,...}: the command line scripts and tools use."""
+"""`roomserver {serve,migrate,ledger,solana}` (or `python -m roomserver`): the command line."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _settings_help() -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m roomserver",
+        prog="roomserver",
         description="roomserver: realtime collaborative study rooms.",
         epilog=_settings_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -117,9 +117,14 @@ def _tool(name: str, argv: list[str]) -> int:
 
 
 async def _migrate(settings: Settings) -> int:
-    from roomserver.store.migrations import migrate
+    from roomserver.store.migrations import MigrationError, load, migrate
     from roomserver.store.pgembed import EmbeddedPostgres
 
+    try:
+        load()
+    except MigrationError as exc:
+        print(f"roomserver: cannot migrate: {exc}", file=sys.stderr)
+        return 1
     if settings.database_url:
         applied = await migrate(settings.database_url)
     else:

@@ -1,6 +1,6 @@
 """Achievements: awarded once per user, each adding XP (and so maybe a level), announced live.
 
-Codes live in the `achievements` table (seeded by schema/0001). Awarding never fails the action
+Codes live in the `achievements` table (seeded by store/schema/0001). Awarding never fails the action
 that earned it: a database error is logged and the action goes on.
 """
 

@@ -16,11 +16,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from loadtests.__main__ import main
-from loadtests.metrics import Stream, merge
-from loadtests.replay import TargetError, targets
-from loadtests.scenario import Scenario, generate
 from roomserver.config import Settings
+from roomserver.loadtests.__main__ import main
+from roomserver.loadtests.metrics import Stream, merge
+from roomserver.loadtests.replay import TargetError, targets
+from roomserver.loadtests.scenario import Scenario, generate
 from roomserver.realtime.trace import (
     EVENT_TYPES,
     TraceError,
@@ -179,7 +179,7 @@ async def test_a_small_replay_delivers_every_durable_message_once_in_order(
     out = tmp_path / "report"
     async with run_app(settings) as url:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests", "replay", str(trace), "--url", url, "--drain", "10",
+            sys.executable, "-m", "roomserver.loadtests", "replay", str(trace), "--url", url, "--drain", "10",
             "--duration-limit", "30", "--out", str(out),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 180)
@@ -198,6 +198,31 @@ async def test_a_small_replay_delivers_every_durable_message_once_in_order(
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PASS" in (out / "summary.txt").read_text()
     assert "delivered" in stdout.decode()
+    assert "plot skipped" not in stdout.decode()
+
+
+def test_report_without_matplotlib_prints_the_summary_and_keeps_the_verdict(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from roomserver.loadtests import report
+
+    stream = Stream()
+    stream.baseline(0)
+    for seq in (1, 2, 3):
+        stream.deliver(seq)
+    stream.connected = True
+    result = merge([_part(stream, 3)], 1.0)
+    assert result["ok"] is True
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    assert not report.can_plot()
+    paths = report.write(result, tmp_path / "out")
+    assert set(paths) == {"json", "summary"} and not (tmp_path / "out" / report.PLOT).exists()
+    capsys.readouterr()
+    assert main(["report", str(paths["json"])]) == 0
+    printed = capsys.readouterr().out
+    assert "PASS" in printed and report.PLOT_SKIPPED in printed
+    result["ok"] = False
+    paths["json"].write_bytes(orjson.dumps(result))
+    assert main(["report", str(paths["json"])]) == 1
 
 
 async def test_recorded_traffic_is_pseudonymised_and_replays(settings: Settings, tmp_path: Path) -> None:
@@ -242,7 +267,7 @@ async def test_recorded_traffic_is_pseudonymised_and_replays(settings: Settings,
     out = tmp_path / "replayed"
     async with run_app(dataclasses.replace(settings, port=free_port())) as url:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "loadtests", "replay", str(recording), "--url", url,
+            sys.executable, "-m", "roomserver.loadtests", "replay", str(recording), "--url", url,
             "--out", str(out), "--quiet", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         stdout, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, stdout.decode()[-3000:]

@@ -1,6 +1,9 @@
-"""Ordered, forward-only SQL migrations from `schema/`, recorded in `schema_migrations`.
+"""Ordered, forward-only SQL migrations, recorded in `schema_migrations`.
 
-Safe to run twice and from several processes at once: the whole run holds an advisory lock.
+The migrations are package data: `roomserver/store/schema/NNNN_name.sql`, read through
+`importlib.resources`, so a wheel carries them. Finding none is an error (`NoMigrations`),
+never "schema is up to date". Safe to run twice and from several processes at once: the
+whole run holds an advisory lock.
 """
 
 from __future__ import annotations
@@ -9,15 +12,24 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
 log = logging.getLogger(__name__)
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schema"
+SCHEMA_DIR: Traversable = files("roomserver.store") / "schema"
 LOCK_KEY = 0x726F6F6D  # "room"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(ValueError):
+    """The migrations themselves are unusable (missing, misnamed, clashing)."""
+
+
+class NoMigrations(MigrationError):
+    """No migration file was found: the package was installed without its data."""
 
 
 @dataclass(frozen=True)
@@ -31,21 +43,31 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load(schema_dir: Path = SCHEMA_DIR) -> list[Migration]:
+def load(schema_dir: Traversable | None = None) -> list[Migration]:
+    """Every `*.sql` file of `schema_dir` (default `SCHEMA_DIR`), ordered by version;
+    raises `MigrationError`."""
+    schema_dir = SCHEMA_DIR if schema_dir is None else schema_dir
+    paths = sorted(schema_dir.iterdir(), key=lambda p: p.name) if schema_dir.is_dir() else []
     found = []
-    for path in sorted(schema_dir.glob("*.sql")):
+    for path in paths:
+        if not path.name.endswith(".sql"):
+            continue
         match = _NAME.match(path.name)
         if not match:
-            raise ValueError(f"migration file name must look like 0001_name.sql: {path.name}")
-        found.append(Migration(int(match[1]), match[2], path.read_text()))
+            raise MigrationError(f"migration file name must look like 0001_name.sql: {path.name}")
+        found.append(Migration(int(match[1]), match[2], path.read_text(encoding="utf-8")))
+    if not found:
+        raise NoMigrations(f"no migration files (NNNN_name.sql) in {schema_dir}")
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
-        raise ValueError("two migrations share a version number")
+        raise MigrationError("two migrations share a version number")
     return found
 
 
-async def migrate(dsn: str, schema_dir: Path = SCHEMA_DIR) -> list[int]:
-    """Apply what is missing; returns the versions applied by this call."""
+async def migrate(dsn: str, schema_dir: Traversable | None = None) -> list[int]:
+    """Apply what is missing; returns the versions applied by this call.
+
+    Raises `MigrationError` (before connecting) when the migrations are missing or unusable."""
     migrations = load(schema_dir)
     conn = await asyncpg.connect(dsn)
     try:

@@ -2,7 +2,7 @@
 docs/performance.md: saturation, µs per delivery, idle KiB/socket, deflate and 2-worker
 figures, each peer also as a ratio to peers A and C of the SAME run.
 
-    python -m loadtests.bench_table RESULTS_DIR
+    python -m roomserver.loadtests.bench_table RESULTS_DIR
 """
 
 from __future__ import annotations
@@ -75,10 +75,9 @@ def table(results: Path) -> str:
         s = sat.get(peer, {})
         kib = idle.get(peer, {}).get("rss_per_conn_kib")
         dcost = "–"
-        if peer in defl and peer in plain:
-            rates = sorted({st["rate"] for st in defl[peer]["steps"]})
-            top = rates[-1] if rates else None
-            d, p = _us_at(defl[peer], top), _us_at(plain[peer], top) if top else None
+        rates = sorted({st["rate"] for st in defl[peer]["steps"]}) if peer in defl else []
+        if rates and peer in plain:
+            d, p = _us_at(defl[peer], rates[-1]), _us_at(plain[peer], rates[-1])
             neg = defl[peer].get("deflate_negotiated", 0)
             dcost = f"{_fmt(d)} ({_ratio(d, p)}; negotiated on {neg})"
         workers = "–"

@@ -11,8 +11,8 @@ import time
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from loadtests.metrics import merge
-from loadtests.replay import Options, create_rooms, run_shard, select
+from roomserver.loadtests.metrics import merge
+from roomserver.loadtests.replay import Options, create_rooms, run_shard, select
 from roomserver.realtime.trace import TraceEvent
 
 START_DELAY = 1.0

@@ -1,8 +1,8 @@
 """roomserver under the shared fan-out harness (../shared/bench): the server side of
-`loadtests/bench_adapter.py`.
+`roomserver/loadtests/bench_adapter.py`.
 
-    python -m loadtests.bench_server prepare --rooms 40 --per-room 50
-    python -m loadtests.bench_server serve --host 127.0.0.1 --port 8765 [--workers 2]
+    python -m roomserver.loadtests.bench_server prepare --rooms 40 --per-room 50
+    python -m roomserver.loadtests.bench_server serve --host 127.0.0.1 --port 8765 [--workers 2]
 
 `prepare` starts an embedded PostgreSQL in BENCH_RS_DIR (default /tmp/rsbench) and roomserver
 on a private port, signs in `rooms * per_room` wallets for real (SIWS challenge + verify over
@@ -187,7 +187,7 @@ def serve(host: str, port: int, workers: int) -> int:
     if os.environ.get("BENCH_RS_PG_OUTSIDE") != "1":
         _subreaper()  # else the daemonised postmaster leaves our tree (idle-memory runs, see the adapter)
     if not MAPPING.exists():
-        raise SystemExit(f"run `python -m loadtests.bench_server prepare` first ({MAPPING} missing)")
+        raise SystemExit(f"run `python -m roomserver.loadtests.bench_server prepare` first ({MAPPING} missing)")
     pg = _postgres()
     url = pg.start()
     origin = f"http://{host}:{port}"
@@ -212,7 +212,7 @@ def serve(host: str, port: int, workers: int) -> int:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m loadtests.bench_server")
+    p = argparse.ArgumentParser(prog="python -m roomserver.loadtests.bench_server")
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("prepare")
     pr.add_argument("--rooms", type=int, default=40)

@@ -1,4 +1,4 @@
-"""`python -m loadtests {generate,replay,report}`; see docs/loadtests.md.
+"""`roomserver-loadtest {generate,replay,report}` (or `python -m roomserver.loadtests`); see docs/loadtests.md.
 
 Exit codes of `replay`: 0 every durable message arrived once and in order; 1 some were lost or
 out of order; 2 bad arguments or a setup failure (URL, sign-in, room creation)."""
@@ -11,14 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from loadtests import report
-from loadtests.replay import Options, SetupError, TargetError, targets
-from loadtests.scenario import Scenario, generate
+from roomserver.loadtests import report
+from roomserver.loadtests.replay import Options, SetupError, TargetError, targets
+from roomserver.loadtests.scenario import Scenario, generate
 from roomserver.realtime.trace import TraceError, read_trace, write_trace
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m loadtests", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="roomserver-loadtest", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="write a synthetic trace")
@@ -66,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         return _replay(args)
     result = report.load(args.result)
-    report.plot(result, args.result.with_name(report.PLOT))
     print(report.summary(result))
+    if not report.plot(result, args.result.with_name(report.PLOT)):
+        print(report.PLOT_SKIPPED)
     return 0 if result["ok"] else 1
 
 
@@ -84,7 +85,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from loadtests.runner import replay
+    from roomserver.loadtests.runner import replay
 
     if args.speed <= 0 or args.workers < 1 or args.duration_limit <= 0 or args.max_events < 1:
         print("error: --speed, --workers, --duration-limit and --max-events must be positive", file=sys.stderr)
@@ -108,7 +109,9 @@ def _replay(args: argparse.Namespace) -> int:
     out = args.out or Path(f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}")
     paths = report.write(result, out)
     print(report.summary(result))
-    print(f"report: {paths['summary']}, {paths['json']}, {paths['plot']}")
+    if "plot" not in paths:
+        print(report.PLOT_SKIPPED)
+    print("report: " + ", ".join(str(path) for path in paths.values()))
     return 0 if result["ok"] else 1
 
 

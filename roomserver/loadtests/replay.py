@@ -26,8 +26,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from loadtests.metrics import Measurements
 from roomserver.identity.wallet import Wallet
+from roomserver.loadtests.metrics import Measurements
 from roomserver.protocol import DURABLE_TYPES
 from roomserver.realtime.trace import DURABLE_FRAME_TYPES, TraceEvent
 

@@ -1,12 +1,12 @@
 """roomserver as a peer of the shared fan-out harness (/work/shared/bench/loadgen.py).
 
     cd /work/shared/bench
-    $PY loadgen.py load --peer C,/work/main/loadtests/bench_adapter.py --rates ...
+    $PY loadgen.py load --peer C,/work/main/roomserver/loadtests/bench_adapter.py --rates ...
 
-Everything on: `server_cmd` runs `loadtests/bench_server.py serve` (embedded PostgreSQL
+Everything on: `server_cmd` runs `roomserver/loadtests/bench_server.py serve` (embedded PostgreSQL
 persisting every chat message, Redis fan-out + presence at $BENCH_REDIS_URL, real sessions).
 Each socket authenticates with a real SIWS session token from the mapping written by
-`python -m loadtests.bench_server prepare` (the harness cannot set headers, so the token goes
+`python -m roomserver.loadtests.bench_server prepare` (the harness cannot set headers, so the token goes
 in the first `auth` frame, as browsers do), is admitted only as a REST-joined member, and is
 ready on `welcome`. A chat is a `chat_message` with a `client_msg_id` (so the server also
 acks it after the commit); the harness's stamp travels verbatim in `new_message.message.text`.
@@ -21,7 +21,7 @@ import time
 
 from loadgen import Adapter
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = os.environ.get("BENCH_RS_PYTHON", os.path.join(REPO, ".venv", "bin", "python"))
 MAPPING = os.path.join(os.environ.get("BENCH_RS_DIR", "/tmp/rsbench"), "mapping.json")
 
@@ -46,12 +46,12 @@ class RoomserverAdapter(Adapter):
         # tree; its backends' RSS counts the shared buffers they touch (not memory per socket).
         # Otherwise it is inside: the database's CPU is server CPU.
         outside = os.environ.get("BENCH_RS_PG_OUTSIDE", "0")
-        return ["env", f"PYTHONPATH={REPO}", f"BENCH_RS_PG_OUTSIDE={outside}", PYTHON, "-m", "loadtests.bench_server", "serve",
+        return ["env", f"PYTHONPATH={REPO}", f"BENCH_RS_PG_OUTSIDE={outside}", PYTHON, "-m", "roomserver.loadtests.bench_server", "serve",
                 "--host", host, "--port", str(port), "--workers", str(workers)]
 
     def path(self, room):
         if room not in self.ids:
-            raise SystemExit(f"{room} is not in {MAPPING}: run `python -m loadtests.bench_server "
+            raise SystemExit(f"{room} is not in {MAPPING}: run `python -m roomserver.loadtests.bench_server "
                              "prepare --rooms R --per-room N` with enough rooms and members")
         return f"/ws/rooms/{self.ids[room]}"
 

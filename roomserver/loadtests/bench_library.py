@@ -1,7 +1,7 @@
 """Library benchmark: ingestion pages/s and chunks/s, search latency p50/p95, HNSW recall@10.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python loadtests/bench_library.py              # a few minutes, 2k chunks
-    HF_HUB_OFFLINE=1 .venv/bin/python loadtests/bench_library.py --chunks 100000   # ~1 h (embedding)
+    HF_HUB_OFFLINE=1 .venv/bin/python -m roomserver.loadtests.bench_library              # a few minutes, 2k chunks
+    HF_HUB_OFFLINE=1 .venv/bin/python -m roomserver.loadtests.bench_library --chunks 100000   # ~1 h (embedding)
 
 Everything is real: an embedded PostgreSQL + pgvector, the all-MiniLM-L6-v2 model, the
 extractor's child process, the production search SQL. The corpus is generated from

@@ -1,4 +1,7 @@
-"""The replay report: a summary table (text), the result as JSON, and a latency-over-time PNG."""
+"""The replay report: a summary table (text), the result as JSON, and a latency-over-time PNG.
+
+The PNG needs matplotlib (the `[loadtest]` extra); without it the plot is skipped and
+everything else is written as usual."""
 
 from __future__ import annotations
 
@@ -53,8 +56,24 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
-    """Latency p50/p99/max per second, and stamped deliveries per second on a second axis."""
+PLOT_SKIPPED = "plot skipped: matplotlib is not installed (pip install 'roomserver[loadtest]')"
+
+
+def can_plot() -> bool:
+    """Whether matplotlib can be imported (it is optional: the `[loadtest]` extra)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def plot(result: dict[str, Any], path: Path) -> bool:
+    """Latency p50/p99/max per second, and stamped deliveries per second on a second axis.
+
+    Returns False, writing nothing, when matplotlib is not installed."""
+    if not can_plot():
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,15 +98,18 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+    return True
 
 
 def write(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write result.json, latency.png and summary.txt into `out_dir`; their paths."""
+    """Write result.json, summary.txt and (with matplotlib) latency.png into `out_dir`;
+    the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / RESULT, "plot": out_dir / PLOT, "summary": out_dir / SUMMARY}
     paths["json"].write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     paths["summary"].write_text(summary(result) + "\n")
-    plot(result, paths["plot"])
+    if not plot(result, paths["plot"]):
+        del paths["plot"]
     return paths
 
 
