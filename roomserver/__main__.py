@@ -10,15 +10,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from roomserver.config import SETTINGS, Settings
+from roomserver.config import Settings, SettingsError, describe, help_lines, markdown_table
 
 FAST_WS = "roomserver.api.ws:FrameCachingProtocol"
 """uvicorn's websockets-sansio protocol, framing each fan-out message once (roomserver/api/ws.py)."""
 
 
 def _settings_help() -> str:
-    rows = [f"  {s.env:<22} {s.help} (default: {s.default or 'empty'})" for s in SETTINGS.values()]
-    return "settings (environment variables):\n" + "\n".join(rows)
+    return ("settings (environment variables, also read from ./.env; bad values are refused "
+            "before anything starts):\n" + "\n".join(help_lines()))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default: PORT or 8000)")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (needs REDIS_URL and DATABASE_URL when > 1)")
     sub.add_parser("migrate", help="apply schema migrations to DATABASE_URL (or the embedded database)")
+    check = sub.add_parser("settings", help="validate the settings and print them (secrets hidden)")
+    check.add_argument("--markdown", action="store_true",
+                       help="print the README's settings table instead (generated from roomserver/config.py)")
     sub.add_parser("ledger", help="run the local Solana ledger (JSON-RPC over LiteSVM); --help for options",
                    add_help=False)
     sub.add_parser("solana", help="dev tooling against a ledger: airdrop, mints, NFT collections; --help",
@@ -48,10 +51,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     overrides = {k: v for k, v in (("host", getattr(args, "host", None)),
                                    ("port", getattr(args, "port", None))) if v is not None}
+    if args.command == "settings" and args.markdown:
+        print(markdown_table(), end="")
+        return 0
     try:
         settings = Settings.from_env(**overrides)
-    except ValueError as exc:
-        print(f"roomserver: bad setting: {exc}", file=sys.stderr)
+    except SettingsError as exc:
+        for var, problem in exc.problems:
+            print(f"roomserver: bad setting {var}: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -59,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings, workers=args.workers)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
+    if args.command == "settings":
+        print("\n".join(describe(settings)))
+        return 0
     return 2
 
 

@@ -97,8 +97,9 @@ class TutorService:
         self.budgets = Budgets(settings, pool)
         self.offline = OfflineTutor(embedder, min_score=settings.tutor_min_score)
         self.claude: ClaudeBackend | None = None
-        if settings.anthropic_api_key:
-            client = make_client(settings.anthropic_api_key, settings.anthropic_base_url,
+        api_key = settings.anthropic_api_key.get_secret_value()
+        if api_key:
+            client = make_client(api_key, settings.anthropic_base_url,
                                  timeout=settings.tutor_timeout_seconds,
                                  max_retries=settings.tutor_max_retries)
             self.claude = ClaudeBackend(client, settings.tutor_model,
