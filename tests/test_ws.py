@@ -237,6 +237,34 @@ async def test_moderation_over_the_socket(http: httpx.AsyncClient, base_url: str
     await c.close()
 
 
+async def test_deleted_message_is_replayed_without_its_text(
+        http: httpx.AsyncClient, base_url: str, database_url: str) -> None:
+    owner, bob = await sign_in(http), await sign_in(http)
+    room = await create_room(http, owner)
+    b = await RoomClient.open(base_url, bob, room)
+    said = await b.request(type="chat_message", text="my phone number is 555-0199", client_msg_id="s1")
+    o = await RoomClient.open(base_url, owner, room)
+    deleted = await o.request(type="message_delete", message_id=said["message_id"], client_msg_id="x1")
+    assert deleted["type"] == "ack"
+    await b.close()
+    await o.close()
+
+    late = await RoomClient.open(base_url, owner, room, last_seq=said["seq"] - 1)
+    await late.wait_for(lambda f: f["type"] == "recovered")
+    replayed = [f for f in late.frames if f["type"] != "welcome" and f.get("seq") in (said["seq"], deleted["seq"])]
+    await late.close()
+    assert [f["type"] for f in replayed] == ["new_message", "message_updated"]
+    message = replayed[0]["message"]
+    assert (message["id"], message["text"], message["deleted"]) == (said["message_id"], "", True)
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetch("SELECT payload::text AS p FROM room_events WHERE room_id = $1",
+                                  uuid.UUID(room))
+    finally:
+        await conn.close()
+    assert stored and not any("555-0199" in row["p"] for row in stored)
+
+
 async def test_revoked_session_is_closed(http: httpx.AsyncClient, base_url: str) -> None:
     alice = await sign_in(http)
     room = await create_room(http, alice)

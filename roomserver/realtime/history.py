@@ -353,6 +353,7 @@ class History:
     async def moderate(self, room_id: uuid.UUID, actor_id: uuid.UUID, message_id: str, *,
                        deleted: bool | None = None, pinned: bool | None = None) -> Written:
         """Delete (soft) or pin/unpin a message (`message_updated`); a no-op writes nothing.
+        A delete also blanks the message's own event in the same transaction (`_blank_event`).
         The caller checks the actor's right to do it."""
         mid = as_uuid(message_id, "message_not_found", "message")
 
@@ -362,6 +363,7 @@ class History:
                 await conn.execute(
                     """UPDATE chat_messages SET is_deleted = true, deleted_by = $2,
                        deleted_at = now() WHERE id = $1""", mid, actor_id)
+                await self._blank_event(conn, room_id, int(current["seq"]))
             elif pinned is not None and pinned != current["is_pinned"]:
                 await conn.execute("UPDATE chat_messages SET is_pinned = $2 WHERE id = $1", mid, pinned)
             else:
@@ -374,10 +376,23 @@ class History:
         return await self._write(room_id, body)
 
     @staticmethod
+    async def _blank_event(conn: asyncpg.Connection, room_id: uuid.UUID, seq: int) -> None:
+        """Rewrite a deleted message's own event (a message and its event share the seq) so
+        `resume` replays it without what was said: `new_message` keeps its place with empty
+        text, `deleted: true` and no metadata; `document_shared` loses its note."""
+        await conn.execute(
+            """UPDATE room_events SET payload = CASE event_type
+                   WHEN 'new_message' THEN jsonb_set(jsonb_set(payload #- '{message,metadata}',
+                        '{message,text}', '""'), '{message,deleted}', 'true')
+                   WHEN 'document_shared' THEN payload - 'note'
+                   ELSE payload END
+               WHERE room_id = $1 AND seq = $2""", room_id, seq)
+
+    @staticmethod
     async def _live_message(conn: asyncpg.Connection, room_id: uuid.UUID,
                             mid: uuid.UUID) -> asyncpg.Record:
         row = await conn.fetchrow(
-            """SELECT is_pinned FROM chat_messages WHERE id = $1 AND room_id = $2
+            """SELECT seq, is_pinned FROM chat_messages WHERE id = $1 AND room_id = $2
                AND NOT is_deleted FOR UPDATE""", mid, room_id)
         if row is None:
             raise errors.NotFound("no such message in this room", code="message_not_found")
