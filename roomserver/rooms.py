@@ -11,8 +11,6 @@ must have a free seat (403 `room_full`, decided under a row lock so the last sea
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -21,11 +19,11 @@ from typing import Any, Literal
 
 import asyncpg
 import base58
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roomserver import errors
 from roomserver.identity import users
+from roomserver.values import clean_tags, decode_keyset, encode_keyset
 
 RoomType = Literal["public", "private", "token_gated", "nft_gated"]
 Role = Literal["owner", "moderator", "member"]
@@ -80,16 +78,11 @@ class RoomPage(BaseModel):
     next_cursor: str | None
 
 
+MAX_TAGS = 10
+
+
 def _clean_tags(tags: list[str] | None) -> list[str] | None:
-    if tags is None:
-        return None
-    seen: dict[str, None] = {}
-    for tag in tags:
-        tag = tag.strip().lower()
-        if not 1 <= len(tag) <= 32:
-            raise ValueError("each tag must be 1-32 characters")
-        seen[tag] = None
-    return list(seen)
+    return None if tags is None else clean_tags(tags, most=MAX_TAGS)
 
 
 def _check_address(value: str | None) -> str | None:
@@ -112,7 +105,7 @@ class RoomDraft(BaseModel):
     room_type: RoomType
     description: str = Field("", max_length=2000)
     topic: str | None = Field(None, max_length=100)
-    tags: list[str] = Field(default_factory=list, max_length=10)
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
     max_participants: int = Field(50, ge=2, le=10000)
     access_token_mint: str | None = Field(None, max_length=64, description="token_gated: the SPL mint")
     min_token_amount: Decimal | None = Field(
@@ -151,7 +144,7 @@ class RoomChanges(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=100)
     description: str | None = Field(None, max_length=2000)
     topic: str | None = Field(None, max_length=100)
-    tags: list[str] | None = Field(None, max_length=10)
+    tags: list[str] | None = Field(None, max_length=MAX_TAGS)
     max_participants: int | None = Field(None, ge=2, le=10000)
 
     @field_validator("tags")
@@ -216,25 +209,6 @@ def _room(row: asyncpg.Record) -> Room:
 
 def _not_found() -> errors.NotFound:
     return errors.NotFound("no such room", code="room_not_found")
-
-
-def encode_cursor(created_at: datetime, room_id: uuid.UUID) -> str:
-    raw = orjson.dumps([created_at.isoformat(), str(room_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The position `encode_cursor` wrote; anything else is 400 `invalid_cursor`."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, room_id = orjson.loads(raw)
-        if isinstance(created, str) and isinstance(room_id, str):
-            when = datetime.fromisoformat(created)
-            if when.tzinfo is not None:
-                return when, uuid.UUID(room_id)
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
-        pass
-    raise errors.BadRequest("the cursor is not one this server issued", code="invalid_cursor")
 
 
 def gating_requirement(room: Room) -> str:
@@ -316,7 +290,7 @@ class RoomService:
             where.append("""EXISTS (SELECT 1 FROM room_participants me
                             WHERE me.room_id = r.id AND me.user_id = $1 AND me.is_member)""")
         if filters.cursor:
-            created, after_id = decode_cursor(filters.cursor)
+            created, after_id = decode_keyset(filters.cursor)
             where.append(f"(r.created_at, r.id) < ({arg(created)}, {arg(after_id)})")
         rows = await self._pool.fetch(
             f"""SELECT {_ROOM_COLUMNS} FROM study_rooms r WHERE {" AND ".join(where)}
@@ -324,7 +298,7 @@ class RoomService:
         rooms = [_room(row) for row in rows[: filters.limit]]
         more = len(rows) > filters.limit
         return RoomPage(rooms=rooms,
-                        next_cursor=encode_cursor(rooms[-1].created_at, rooms[-1].id) if more else None)
+                        next_cursor=encode_keyset(rooms[-1].created_at, rooms[-1].id) if more else None)
 
     async def update(self, room_id: uuid.UUID, actor_id: uuid.UUID, changes: RoomChanges) -> Room:
         """Apply an owner's changes; `max_participants` may not drop below the member count."""

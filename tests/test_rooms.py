@@ -3,22 +3,17 @@ realtime layer will call it."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import asyncpg
-import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from roomserver import errors
 from roomserver.identity import users
 from roomserver.identity.wallet import Wallet
-from roomserver.rooms import Room, RoomDraft, RoomService, decode_cursor, encode_cursor
+from roomserver.rooms import Room, RoomDraft, RoomService
 from roomserver.store.db import create_pool
 
 MINT = "So11111111111111111111111111111111111111112"
@@ -131,18 +126,3 @@ async def test_admit_confirms_and_membership_reports(pool: asyncpg.Pool) -> None
     with pytest.raises(errors.NotFound) as missing:
         await rooms.admit(user, wallet, uuid.uuid4())
     assert missing.value.code == "room_not_found"
-
-
-@given(st.datetimes(timezones=st.just(UTC)), st.uuids())
-def test_cursors_round_trip(when: datetime, room_id: uuid.UUID) -> None:
-    assert decode_cursor(encode_cursor(when, room_id)) == (when, room_id)
-
-
-@given(st.one_of(st.text(max_size=80),
-                 st.lists(st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=30), st.none()), max_size=3)
-                 .map(lambda v: base64.urlsafe_b64encode(orjson.dumps(v)).decode())))
-def test_any_other_cursor_is_a_typed_400(cursor: str) -> None:
-    try:
-        decode_cursor(cursor)
-    except errors.BadRequest as exc:
-        assert exc.code == "invalid_cursor"

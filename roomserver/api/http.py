@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from roomserver import errors
+from roomserver.values import as_uuid
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +128,7 @@ def validate(model: type[M], data: Any) -> M:
 
 def path_uuid(request: Request, name: str, code: str) -> uuid.UUID:
     """The path parameter `name` as a UUID; anything else is the same typed 404 as an unknown id."""
-    try:
-        return uuid.UUID(request.path_params[name])
-    except ValueError:
-        what = name.removesuffix("_id").replace("_", " ")
-        raise errors.NotFound(f"no such {what}", code=code) from None
+    return as_uuid(request.path_params[name], code, name.removesuffix("_id").replace("_", " "))
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:

@@ -48,6 +48,7 @@ from roomserver.ratelimit import RateLimiter
 from roomserver.realtime.hub import Connection
 from roomserver.realtime.node import Caller, Realtime
 from roomserver.state import AppState
+from roomserver.values import as_uuid
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +235,7 @@ class RoomSocket:
     # ---- handshake ----
 
     def _parse_target(self) -> tuple[uuid.UUID, int | None]:
-        try:
-            room_id = uuid.UUID(self.ws.path_params["room_id"])
-        except ValueError:
-            raise errors.NotFound("no such room", code="room_not_found") from None
+        room_id = as_uuid(self.ws.path_params["room_id"], "room_not_found", "room")
         raw = self.ws.query_params.get("last_seq")
         if raw is None:
             return room_id, None

@@ -36,6 +36,7 @@ from roomserver.gating.rooms import room_gate
 from roomserver.realtime.broker import room_presence
 from roomserver.realtime.hub import Connection
 from roomserver.rooms import Room, RoomService
+from roomserver.values import uuid_or_none
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class Rechecker:
         when any check cannot reach the RPC."""
         gate = room_gate(room)
         conns = self.hub.members(str(room.id))
-        user_ids = sorted({uid for uid in (_uuid(c.user_id) for c in conns) if uid is not None})
+        user_ids = sorted({uid for uid in (uuid_or_none(c.user_id) for c in conns) if uid is not None})
         if gate is None or not user_ids:
             return 0
         subjects = await self.rooms.gate_subjects(room.id, user_ids)
@@ -154,10 +155,3 @@ class Rechecker:
         except RoomserverError:
             log.warning("room %s: user_left for %s not published (broker down)", room.id, user_id)
         return 1
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

@@ -18,11 +18,8 @@ texts and shares go at once, and its blob stays (blobs are content-addressed and
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import builtins
 import hashlib
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal
 
 import asyncpg
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from roomserver import errors
@@ -39,6 +35,7 @@ from roomserver.library.embeddings import Embedder
 from roomserver.library.search import Params, Scope, search, user_may_read
 from roomserver.library.sniff import SNIFF_BYTES, sanitize_filename, sniff
 from roomserver.store.blobstore import BlobStore
+from roomserver.values import clean_tags, decode_keyset, decode_offset, encode_keyset, encode_offset
 
 Permission = Literal["read", "write", "admin"]
 Access = Literal["owner", "admin", "write", "read"]
@@ -46,25 +43,11 @@ OnShared = Callable[[uuid.UUID, dict[str, Any], uuid.UUID], Awaitable[None]]
 Membership = Callable[[uuid.UUID, uuid.UUID], Awaitable[object | None]]
 HASH_CHUNK = 1 << 20
 MAX_TAGS = 20
-TAG = re.compile(r"^[\w][\w .+#-]{0,31}$")
 MAX_SEARCH_OFFSET = 200
 
 
 async def no_on_shared(room_id: uuid.UUID, document: dict[str, Any], actor_id: uuid.UUID) -> None:
     return None
-
-
-def clean_tags(tags: Sequence[str]) -> list[str]:
-    """Lower-case, trimmed, de-duplicated tags in order; ValueError for a bad one."""
-    seen: dict[str, None] = {}
-    for raw in tags:
-        tag = re.sub(r"\s+", " ", raw.strip().lower())
-        if not TAG.match(tag):
-            raise ValueError(f"invalid tag {raw[:40]!r}: 1-32 letters, digits, spaces or . + # - _")
-        seen[tag] = None
-    if len(seen) > MAX_TAGS:
-        raise ValueError(f"at most {MAX_TAGS} tags")
-    return list(seen)
 
 
 class Document(BaseModel):
@@ -119,7 +102,7 @@ class DocumentChanges(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else clean_tags(value)
+        return None if value is None else clean_tags(value, most=MAX_TAGS)
 
     @model_validator(mode="after")
     def _something(self) -> DocumentChanges:
@@ -178,7 +161,7 @@ class LibraryQuery(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str] | None) -> list[str] | None:
-        return clean_tags(value) if value else None
+        return clean_tags(value, most=MAX_TAGS) if value else None
 
 
 class SearchResult(BaseModel):
@@ -336,9 +319,7 @@ class Library:
         return await self._recent(user_id, query)
 
     async def _search(self, user_id: uuid.UUID, query: LibraryQuery) -> LibraryPage:
-        offset = _decode_cursor(query.cursor, "offset") if query.cursor else 0
-        if not isinstance(offset, int) or not 0 <= offset <= MAX_SEARCH_OFFSET:
-            raise _bad_cursor()
+        offset = decode_offset(query.cursor, most=MAX_SEARCH_OFFSET) if query.cursor else 0
         document_ids = None
         if query.owner == "me":
             document_ids = [r["id"] for r in await self._pool.fetch(
@@ -349,7 +330,7 @@ class Library:
                             tags=query.tags, document_ids=document_ids, offset=offset)
         more = len(hits) > query.limit and offset + query.limit < MAX_SEARCH_OFFSET
         results = [SearchResult(**hit.__dict__) for hit in hits[: query.limit]]
-        cursor = _encode_cursor({"offset": offset + query.limit}) if more else None
+        cursor = encode_offset(offset + query.limit) if more else None
         return LibraryPage(results=results, next_cursor=cursor)
 
     async def _recent(self, user_id: uuid.UUID, query: LibraryQuery) -> LibraryPage:
@@ -364,7 +345,7 @@ class Library:
         if query.owner == "me":
             where.append("d.owner_id = $1")
         if query.cursor:
-            created, last_id = _recent_cursor(query.cursor)
+            created, last_id = decode_keyset(query.cursor)
             where.append(f"(d.created_at, d.id) < ({params.add(created)}, {params.add(last_id)})")
         rows = await self._pool.fetch(
             f"""SELECT {_DOC} FROM documents d WHERE {" AND ".join(where)}
@@ -373,7 +354,7 @@ class Library:
         docs = [Document(**dict(row)) for row in rows[: query.limit]]
         cursor = None
         if len(rows) > query.limit:
-            cursor = _encode_cursor({"before": [docs[-1].created_at.isoformat(), str(docs[-1].id)]})
+            cursor = encode_keyset(docs[-1].created_at, docs[-1].id)
         return LibraryPage(results=docs, next_cursor=cursor)
 
     # -- owner's changes ----------------------------------------------------------------------
@@ -505,36 +486,6 @@ def _title_from(filename: str) -> str:
 
 def _tags_or_400(tags: Sequence[str]) -> list[str]:
     try:
-        return clean_tags([part for tag in tags for part in tag.split(",") if part.strip()])
+        return clean_tags([part for tag in tags for part in tag.split(",") if part.strip()], most=MAX_TAGS)
     except ValueError as err:
         raise errors.BadRequest(str(err), code="validation_error") from None
-
-
-def _encode_cursor(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
-
-
-def _bad_cursor() -> errors.BadRequest:
-    return errors.BadRequest("the cursor is not one this server issued", code="invalid_cursor")
-
-
-def _decode_cursor(cursor: str, key: str) -> Any:
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise _bad_cursor() from None
-    if not isinstance(data, dict) or key not in data:
-        raise _bad_cursor()
-    return data[key]
-
-
-def _recent_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    value = _decode_cursor(cursor, "before")
-    try:
-        created, last_id = value
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError
-        return when, uuid.UUID(last_id)
-    except (TypeError, ValueError):
-        raise _bad_cursor() from None

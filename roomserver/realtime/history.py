@@ -38,6 +38,7 @@ from roomserver.protocol import (
     Position,
     ReactionUpdated,
 )
+from roomserver.values import as_uuid
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,6 @@ class _Rollback(Exception):
 
     def __init__(self, written: Written) -> None:
         self.written = written
-
-
-def as_uuid(value: str | uuid.UUID, code: str, what: str) -> uuid.UUID:
-    """A client-supplied id as a UUID; anything else names nothing (404 `code`)."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise errors.NotFound(f"no such {what}", code=code) from None
 
 
 def _dump(frame: Frame) -> tuple[dict[str, Any], str]:

@@ -75,10 +75,11 @@ from roomserver.realtime.broker import (
     room_messages,
     room_presence,
 )
-from roomserver.realtime.history import Author, History, Written, as_uuid
+from roomserver.realtime.history import Author, History, Written
 from roomserver.realtime.hub import Connection, Hub
 from roomserver.realtime.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
 from roomserver.rooms import RoomService
+from roomserver.values import as_uuid
 
 log = logging.getLogger(__name__)
 

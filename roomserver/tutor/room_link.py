@@ -23,9 +23,9 @@ from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder
 from roomserver.protocol import SocraticCancel, SocraticQuery
 from roomserver.realtime.broker import room_messages
-from roomserver.realtime.history import as_uuid
 from roomserver.realtime.node import Caller, Realtime
 from roomserver.tutor.service import Question, Stored, TutorService
+from roomserver.values import as_uuid
 
 MAX_MESSAGE_CHARS = 8000
 
