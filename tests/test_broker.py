@@ -4,47 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
 from roomserver.errors import Unavailable
 from roomserver.realtime import broker as b
+from tests.fakes import Inbox, wait_until
 from tests.redis_fixtures import RedisServer, redis_server, redis_url  # noqa: F401
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.items: list[tuple[str, bytes]] = []
-
-    def __call__(self, channel: str, data: bytes) -> None:
-        self.items.append((channel, data))
-
-
-def test_channel_names() -> None:
-    assert b.room_messages("r1") == "room:r1:messages"
-    assert b.room_presence("r1") == "room:r1:presence"
-    assert b.room_documents("r1") == "room:r1:documents"
-    assert b.GLOBAL_NOTIFICATIONS == "global:notifications"
-
-
-async def test_memory_broker_routes_to_the_subscribed_handler() -> None:
-    broker = b.MemoryBroker()
-    inbox = Inbox()
-    await broker.subscribe("room:a:messages", inbox)
-    await broker.publish("room:a:messages", "hello")
-    await broker.publish("room:b:messages", b"elsewhere")
-    await broker.unsubscribe("room:a:messages")
-    await broker.publish("room:a:messages", b"after")
-    assert inbox.items == [("room:a:messages", b"hello")]
-    assert broker.healthy
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from roomserver.library.embeddings import HashingEmbedder, MiniLMEmbedder
+from roomserver.library.embeddings import MiniLMEmbedder
 from tests.model_fixtures import shared_minilm
 
 
@@ -72,12 +72,3 @@ async def test_concurrent_embeds_are_serialised_and_correct(embedder: MiniLMEmbe
     direct = await embedder.embed(texts)
     for i, result in enumerate(results):
         assert np.allclose(result[0], direct[i], atol=1e-5)
-
-
-async def test_hashing_embedder_is_a_deterministic_unit_stand_in() -> None:
-    fake = HashingEmbedder()
-    vectors = await fake.embed(["red apple pie", "apple pie red", "quantum field", ""])
-    assert vectors.shape == (4, 384)
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
-    assert float(vectors[0] @ vectors[1]) == pytest.approx(1.0)
-    assert float(vectors[0] @ vectors[2]) < 0.5

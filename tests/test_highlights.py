@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 
-from roomserver.library.highlights import HighlightDraft, PagedText, locate
 from tests import pdfs
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, upload
@@ -92,10 +91,3 @@ async def test_a_document_still_ingesting_cannot_be_highlighted(client: httpx.As
     response = await upload(client, user, pdfs.decompression_bomb_pdf(), "slow.pdf")
     early = await post(client, user, response.json()["document"], text="boom")
     assert early.status_code == 409 and early.json()["error"]["code"] == "document_not_ready"
-
-
-def test_whitespace_and_page_breaks_do_not_matter() -> None:
-    paged = PagedText.of(["First page ends with a sentence that", "continues on the second page.  Then more."])
-    assert locate(paged, HighlightDraft(text="sentence that\ncontinues on", page=2)) == 2
-    assert locate(paged, HighlightDraft(text="sentence that continues", page=1)) == 1
-    assert locate(paged, HighlightDraft(text="Then   more.")) == 2

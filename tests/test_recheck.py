@@ -26,8 +26,8 @@ from roomserver.realtime.hub import Connection, Hub
 from roomserver.rooms import RoomDraft, RoomService
 from roomserver.store.db import create_pool
 from roomserver.store.ports import free_port
+from tests.fakes import Outlet, wait_until
 from tests.ledger.fixtures import ledger, payer, rpc
-from tests.test_hub import Outlet, wait_until
 
 __all__ = ["ledger", "payer", "rpc"]
 

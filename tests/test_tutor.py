@@ -355,8 +355,3 @@ async def _state(tutor: TutorService, thread_id: uuid.UUID) -> dict[str, Any]:
     from roomserver.tutor import store
 
     return await store.last_state(tutor.pool, thread_id)
-
-
-def test_settings_from_environment() -> None:
-    s = Settings.from_env({"TUTOR_MIN_SCORE": "0.5", "TUTOR_TIMEOUT_SECONDS": "7.5", "TUTOR_MAX_TOKENS": "99"})
-    assert (s.tutor_min_score, s.tutor_timeout_seconds, s.tutor_max_tokens) == (0.5, 7.5, 99)

@@ -6,17 +6,9 @@ import asyncio
 
 import uvicorn
 from websockets.asyncio.client import connect
-from websockets.frames import Frame, Opcode
 
-from roomserver.api.ws import WRITE_TEXT, FrameCachingProtocol, text_frame
+from roomserver.api.ws import WRITE_TEXT, FrameCachingProtocol
 from roomserver.store.ports import free_port
-
-
-def test_text_frame_matches_the_websockets_serializer() -> None:
-    for n in (0, 1, 125, 126, 65535, 65536, 70000):
-        text = "é" * (n // 2) + "x" * (n % 2)
-        expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
-        assert text_frame(text) == expected
 
 
 async def test_one_str_object_reaches_every_socket_and_others_still_work() -> None:

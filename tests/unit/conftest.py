@@ -24,10 +24,10 @@ _HERE = Path(__file__).parent
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        used = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})  # parametrize args
+        used = SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())) - params.keys()
         if used and item.path.is_relative_to(_HERE):
             raise pytest.UsageError(
                 f"{item.nodeid} is in tests/unit but uses service fixtures {sorted(used)}; "
                 "move it to tests/"
             )
-

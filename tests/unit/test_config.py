@@ -112,3 +112,8 @@ def test_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
 def test_markdown_command_prints_the_table(tmp_path: Path) -> None:
     done = _run(["settings", "--markdown"], tmp_path)
     assert done.returncode == 0 and done.stdout == markdown_table()
+
+
+def test_settings_from_environment() -> None:
+    s = Settings.from_env({"TUTOR_MIN_SCORE": "0.5", "TUTOR_TIMEOUT_SECONDS": "7.5", "TUTOR_MAX_TOKENS": "99"})
+    assert (s.tutor_min_score, s.tutor_timeout_seconds, s.tutor_max_tokens) == (0.5, 7.5, 99)
