@@ -37,7 +37,7 @@ from roomserver.gating.recheck import LocalMembers, Publisher, Rechecker
 from roomserver.gating.rooms import RoomGates
 from roomserver.identity.sessions import SessionStore
 from roomserver.ledger.process import start_ledger
-from roomserver.library.documents import Library, ShareRequest
+from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder, MiniLMEmbedder
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
@@ -182,16 +182,8 @@ def link_room_events(state: AppState) -> None:
         return (await state.library.get(document_id, caller.user_id)).title
 
     async def may_share(caller: Caller, document_id: uuid.UUID) -> str | None:
-        """Sharing into a room grants the room read access (owners and admins), or just
-        points at a public document; anyone else gets 403."""
-        doc, access = await state.library.readable(document_id, caller.user_id)
-        if access in ("owner", "admin"):
-            await state.library.share(document_id, caller.user_id,
-                                      ShareRequest(room_id=caller.room_id), announce=False)
-        elif not doc.is_public:
-            raise errors.Forbidden("only the document's owner or an admin can share it",
-                                   code="not_sharer")
-        return doc.title
+        """`Library.point_room_to`: owners and admins make sure the room can read it."""
+        return (await state.library.point_room_to(document_id, caller.user_id, caller.room_id)).title
 
     realtime.document_policy = may_read
     realtime.share_policy = may_share

@@ -3,6 +3,8 @@ and sharing over the socket lets the room read the document."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 
 from tests.clients import sign_in
@@ -69,6 +71,25 @@ async def test_socket_share_grants_the_room_read_access(http: httpx.AsyncClient,
     assert (await http.get(f"/api/v1/documents/{doc}", headers=carol.headers)).status_code == 404
     await a.close()
     await b.close()
+
+
+async def test_socket_reshare_keeps_the_rooms_stronger_grant(http: httpx.AsyncClient, base_url: str) -> None:
+    alice = await sign_in(http)
+    room = await create_room(http, alice)
+    doc = await _ready_document(http, alice, NOTES + b"\nA line only the re-share test has.\n")
+    until = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    granted = await http.post(f"/api/v1/documents/{doc}/share", headers=alice.headers,
+                              json={"room_id": room, "permission": "write", "expires_at": until})
+    assert granted.status_code in (200, 201), granted.text
+    before = granted.json()
+
+    a = await RoomClient.open(base_url, alice, room)
+    ack = await a.request(type="document_share", document_id=doc, note="again", client_msg_id="again")
+    assert ack["type"] == "ack" and ack["seq"] >= 1
+    await a.close()
+    shares = (await http.get(f"/api/v1/documents/{doc}/share", headers=alice.headers)).json()["shares"]
+    (kept,) = [s for s in shares if s["room_id"] == room]
+    assert (kept["permission"], kept["expires_at"], kept["id"]) == ("write", before["expires_at"], before["id"])
 
 
 async def test_uploader_sees_ingestion_progress(http: httpx.AsyncClient, base_url: str) -> None:

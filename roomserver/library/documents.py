@@ -427,6 +427,35 @@ class Library:
             await self.on_shared(request.room_id, shared_event(doc, share), actor_id)
         return share
 
+    async def point_room_to(self, document_id: uuid.UUID, actor_id: uuid.UUID,
+                            room_id: uuid.UUID) -> Document:
+        """A share into a room from the room itself (the socket's `document_share`; the caller
+        announces it). An owner or admin makes sure the room can read the document: a grant
+        of `read` without expiry, unless the room already holds a live grant, which is kept
+        as it is (a `write`/`admin` permission or an expiry the owner chose is never weakened
+        or dropped); an expired grant is replaced. Anyone else may only point at a public
+        document (403 `not_sharer`); 404 when they cannot read it."""
+        doc, access = await self.readable(document_id, actor_id)
+        if _RANK[access] < _RANK["admin"]:
+            if not doc.is_public:
+                raise errors.Forbidden("only the document's owner or an admin can share it",
+                                       code="not_sharer")
+            return doc
+        await self._check_room(room_id, actor_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            granted = await conn.fetchval(
+                """INSERT INTO document_permissions AS p (document_id, room_id, permission, granted_by)
+                   VALUES ($1, $2, 'read', $3)
+                   ON CONFLICT (document_id, room_id) WHERE room_id IS NOT NULL
+                   DO UPDATE SET permission = 'read', granted_by = EXCLUDED.granted_by,
+                       expires_at = NULL, created_at = now()
+                   WHERE p.expires_at IS NOT NULL AND p.expires_at <= now()
+                   RETURNING id""", document_id, room_id, actor_id)
+            if granted is not None:
+                await users.audit(conn, actor_id, "document.share", "document", document_id,
+                                  {"room_id": str(room_id), "permission": "read", "expires_at": None})
+        return doc
+
     async def revoke(self, document_id: uuid.UUID, actor_id: uuid.UUID, target: ShareTarget) -> None:
         await self._require_sharer(document_id, actor_id)
         column = "room_id" if target.room_id is not None else "user_id"
