@@ -31,6 +31,7 @@ from roomserver.api import tutor as tutor_api
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.api.ws import routes as ws_routes
+from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.gating.recheck import LocalMembers, Publisher, Rechecker
@@ -124,7 +125,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     await migrate(dsn)
     pool = await create_pool(dsn)
     stack.push_async_callback(pool.close)
-    rpc, rpc_url = await open_solana(settings, stack, modes)
+    chain, rpc_url = await open_solana(settings, stack, modes)
 
     per_second = settings.rate_limit_per_minute / 60
     state = AppState(
@@ -141,7 +142,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         return {"ok": True, "detail": {"pool_size": pool.get_size()}}
 
     state.health_checks["database"] = database_health
-    state.gatekeeper = Gatekeeper(rpc, await open_gate_cache(settings, stack, modes))
+    state.gatekeeper = Gatekeeper(chain, await open_gate_cache(settings, stack, modes))
     gates = RoomGates(state.gatekeeper)
     state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate)
     state.realtime = await open_realtime(settings, stack, pool, state.rooms, state.sessions, modes)
@@ -150,8 +151,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     start_recorder(settings, stack, state, modes)
 
     async def solana_health() -> dict[str, Any]:
-        healthy = await rpc.is_connected()
-        state.gatekeeper.rpc_healthy = healthy
+        healthy = await chain.health()
         detail: dict[str, Any] = {"url": rpc_url}
         if state.rechecker is not None:
             detail["recheck"] = asdict(state.rechecker.stats)
@@ -160,7 +160,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     state.health_checks["solana"] = solana_health
     if not hasattr(state, "blobs"):
         state.blobs = LocalBlobStore(settings.data_dir.resolve() / "blobs")
-    state.nft = nft.from_settings(settings, pool, rpc, state.blobs, modes)
+    state.nft = nft.from_settings(settings, pool, chain, state.blobs, state.rooms, modes)
     await open_library(settings, stack, state, embedder)
     state.tutor = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
     state.achievements = Achievements(pool, announce=state.realtime.announce_achievement)
@@ -211,8 +211,8 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
                               f"{settings.ingest_concurrency} ingestion worker(s)")
 
 
-async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> tuple[AsyncClient, str]:
-    """The RPC client: SOLANA_RPC_URL, or a local ledger started (and stopped) with the app."""
+async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> tuple[ChainReader, str]:
+    """The one chain reader: SOLANA_RPC_URL, or a local ledger started (and stopped) with the app."""
     url = settings.solana_rpc_url
     if url:
         modes["solana"] = f"RPC at {url} (chain {settings.solana_chain_id})"
@@ -222,9 +222,10 @@ async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str
         stack.callback(ledger.stop)
         url = ledger.url
         modes["solana"] = f"local ledger (LiteSVM) at {url}, state in {ledger_dir}"
-    client = AsyncClient(url, commitment=Confirmed, timeout=10)
+    timeout = settings.solana_rpc_timeout_seconds
+    client = AsyncClient(url, commitment=Confirmed, timeout=timeout)
     stack.push_async_callback(client.close)
-    return client, url
+    return ChainReader(client, timeout_seconds=timeout), url
 
 
 async def open_gate_cache(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> GateCache:

@@ -99,6 +99,11 @@ class Settings:
     nft_mint_mode: MintMode = Field("wallet", description="`wallet`: users sign and pay for their mints; `sponsored`: the server's fee payer signs, pays and sends (docs/nft.md)")
     nft_fee_payer_keypair: str = Field("", description="solana-CLI keypair file of the sponsor; empty: `DATA_DIR/keys/fee-payer.json`, generated (with a warning) only on localnet")
     nft_authority_keypair: str = Field("", description="keypair file of the collection and metadata update authority; empty: `DATA_DIR/keys/collection-authority.json`, generated only on localnet")
+    nft_sponsored_user_mints_per_day: int = Field(10, ge=0, description="sponsored mode: mints one user may have sponsored per UTC day (429 `mint_quota_exceeded`)")
+    nft_sponsored_mints_per_day: int = Field(500, ge=0, description="sponsored mode: mints the whole deployment sponsors per UTC day")
+    nft_sponsored_lamports_per_day: int = Field(2_000_000_000, ge=0, description="sponsored mode: lamports (rent + fees) the fee payer may spend per UTC day")
+    nft_sponsored_room_min_age_seconds: int = Field(3600, ge=0, description="sponsored mode: how old a room must be before it can be minted (429 `room_too_new`)")
+    solana_rpc_timeout_seconds: float = Field(10.0, gt=0, description="longest one Solana RPC request may take (gating and minting share it)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -74,8 +74,9 @@ class RateLimited(RoomserverError):
     status = 429
     default_code = "rate_limited"
 
-    def __init__(self, message: str = "too many requests", *, retry_after: float, code: str | None = None):
-        super().__init__(message, code=code, details={"retry_after": round(retry_after, 3)})
+    def __init__(self, message: str = "too many requests", *, retry_after: float, code: str | None = None,
+                 details: dict[str, Any] | None = None):
+        super().__init__(message, code=code, details={**(details or {}), "retry_after": round(retry_after, 3)})
         self.retry_after = retry_after
 
 

@@ -447,6 +447,16 @@ class RoomService:
                    WHERE room_id = $1 AND user_id = $2""", room_id, user_id)
             await users.audit(conn, user_id, "room.leave", "room", room_id)
 
+    # -- NFT collections (roomserver.nft.minting) --------------------------------------------
+
+    async def record_collection(self, conn: asyncpg.Connection, room_id: uuid.UUID, mint: str,
+                                metadata_uri: str) -> None:
+        """Name the room's minted collection, in the caller's transaction (the minter's, which
+        records the confirmed mint in the same commit)."""
+        await conn.execute(
+            "UPDATE study_rooms SET room_nft_mint = $2, metadata_uri = $3, updated_at = now() WHERE id = $1",
+            room_id, mint, metadata_uri)
+
     # -- gating re-checks (roomserver.gating.recheck) ----------------------------------------------
 
     async def open_gated_rooms(self) -> list[Room]:

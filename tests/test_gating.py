@@ -17,7 +17,8 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from roomserver.chain import dev, metaplex
-from roomserver.errors import BadRequest
+from roomserver.chain.rpc import ChainReader, RpcHealth
+from roomserver.errors import BadRequest, Unavailable
 from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.ledger.process import LedgerProcess
 from roomserver.store.ports import free_port
@@ -29,7 +30,7 @@ __all__ = ["ledger", "payer", "rpc"]
 
 @pytest.fixture
 def keeper(rpc: AsyncClient) -> Gatekeeper:
-    return Gatekeeper(rpc, MemoryGateCache(), ttl_seconds=30)
+    return Gatekeeper(ChainReader(rpc), MemoryGateCache(), ttl_seconds=30)
 
 
 async def write_metadata(ledger: LedgerProcess, mint: Pubkey, collection: Pubkey | None, verified: bool,
@@ -131,7 +132,7 @@ async def test_fungible_lookalikes_of_a_collection_are_refused(
 
 async def test_transferred_nft_moves_the_right_to_join(rpc: AsyncClient, payer: Keypair) -> None:
     clock = FakeClock()
-    keeper = Gatekeeper(rpc, MemoryGateCache(clock), ttl_seconds=30)
+    keeper = Gatekeeper(ChainReader(rpc), MemoryGateCache(clock), ttl_seconds=30)
     collection = await dev.create_collection(rpc, payer, "Pass", "PASS", "u")
     seller, buyer = Keypair(), str(Keypair().pubkey())
     nft = await dev.mint_nft(rpc, payer, collection, seller.pubkey(), "Pass #1", "PASS", "u")
@@ -149,8 +150,14 @@ async def test_transferred_nft_moves_the_right_to_join(rpc: AsyncClient, payer: 
 # -- failures and validation --------------------------------------------------------------
 
 
-async def test_health_recovers_with_the_rpc(rpc: AsyncClient, keeper: Gatekeeper) -> None:
-    keeper.rpc_healthy = False
+async def test_health_recovers_with_the_rpc(rpc: AsyncClient) -> None:
+    async with AsyncClient(f"http://127.0.0.1:{free_port()}") as dead:
+        health = RpcHealth()  # one flag shared by both readers, as siblings share it
+        with pytest.raises(Unavailable):
+            await Gatekeeper(ChainReader(dead, timeout_seconds=5, health=health), MemoryGateCache()).check(
+                str(Keypair().pubkey()), Gate("nft", str(Keypair().pubkey())))
+    keeper = Gatekeeper(ChainReader(rpc, health=health), MemoryGateCache())
+    assert keeper.rpc_healthy is False
     await keeper.check(str(Keypair().pubkey()), Gate("nft", str(Keypair().pubkey())))
     assert keeper.rpc_healthy is True
 

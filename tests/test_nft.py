@@ -15,11 +15,15 @@ from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
 from roomserver.chain.keys import load_server_keys
+from roomserver.chain.rpc import ChainReader
 from roomserver.nft.minting import NftService
+from roomserver.nft.quota import SponsorLimits
+from roomserver.rooms import RoomService
 from roomserver.store.blobstore import MemoryBlobStore
 from tests.ledger.fixtures import ledger, payer, rpc
 
 __all__ = ["ledger", "payer", "rpc"]
+NEW_ROOMS_MINTABLE = SponsorLimits(room_min_age_seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +58,9 @@ async def test_a_sponsored_highlight_mint_announces_itself_in_its_room(
     async def announce(room_id: uuid.UUID, text: str, metadata: dict[str, Any]) -> None:
         said.append((room_id, text, metadata))
 
-    service = NftService(pool, rpc, MemoryBlobStore(), keys, origin="http://rooms.test", mode="sponsored",
-                         local_ledger=True, announce=announce)
+    service = NftService(pool, ChainReader(rpc), MemoryBlobStore(), keys, origin="http://rooms.test",
+                         rooms=RoomService(pool), mode="sponsored", local_ledger=True, announce=announce,
+                         limits=NEW_ROOMS_MINTABLE)
     (owner, owner_wallet), (author, author_wallet) = await _user(pool), await _user(pool)
     room, highlight = await _room_and_highlight(pool, owner, author)
     collection = await service.mint_room(room, owner, owner_wallet)
@@ -75,8 +80,9 @@ async def test_a_failing_announcement_does_not_undo_the_mint(pool: asyncpg.Pool,
         raise RuntimeError("history is down")
 
     keys = load_server_keys("", "", tmp_path, local_ledger=True)
-    service = NftService(pool, rpc, MemoryBlobStore(), keys, origin="http://rooms.test", mode="sponsored",
-                         local_ledger=True, announce=broken)
+    service = NftService(pool, ChainReader(rpc), MemoryBlobStore(), keys, origin="http://rooms.test",
+                         rooms=RoomService(pool), mode="sponsored", local_ledger=True, announce=broken,
+                         limits=NEW_ROOMS_MINTABLE)
     (owner, owner_wallet), (author, author_wallet) = await _user(pool), await _user(pool)
     room, highlight = await _room_and_highlight(pool, owner, author)
     await service.mint_room(room, owner, owner_wallet)

@@ -7,10 +7,12 @@ database whose fee payer signs and sends."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -29,6 +31,7 @@ from solders.transaction import VersionedTransaction
 from spl.token.instructions import get_associated_token_address
 
 from roomserver.chain import dev
+from roomserver.chain.rpc import ChainReader
 from roomserver.chain.spl_token import (
     TOKEN_GROUP_MEMBER,
     TOKEN_METADATA,
@@ -46,6 +49,8 @@ from tests.servers import run_app
 
 __all__ = ["ledger", "payer", "rpc"]
 T22 = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
+ROOM_MIN_AGE = 1  # seconds a room must age before a sponsored mint
+USER_MINTS_PER_DAY = 3
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +65,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, ledger
 async def sponsored_url(settings: Settings) -> AsyncIterator[str]:
     port = free_port()
     sponsored = dataclasses.replace(settings, port=port, public_origin=f"http://127.0.0.1:{port}",
-                                    nft_mint_mode="sponsored")
+                                    nft_mint_mode="sponsored", nft_sponsored_room_min_age_seconds=ROOM_MIN_AGE,
+                                    nft_sponsored_user_mints_per_day=USER_MINTS_PER_DAY)
     async with run_app(sponsored) as url:
         yield url
 
@@ -246,7 +252,7 @@ async def test_a_highlight_nft_opens_a_room_gated_on_the_room_collection(world: 
     outsider = await sign_in(http)
     refused = await http.post(f"/api/v1/rooms/{gated}/join", headers=outsider.headers)
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "not_in_collection"
-    keeper = Gatekeeper(rpc, MemoryGateCache())
+    keeper = Gatekeeper(ChainReader(rpc), MemoryGateCache())
     decision = await keeper.check(world.student.wallet.address, Gate("nft", world.collection))
     assert decision.allowed and decision.details["nft"] == world.nft["mint"]
 
@@ -339,8 +345,7 @@ async def test_sponsored_mode_mints_without_the_wallet_paying(sponsored_url: str
     async with httpx.AsyncClient(base_url=sponsored_url, timeout=30) as http:
         owner, student = await sign_in(http), await sign_in(http)  # wallets with no SOL at all
         room_id = await create_room(http, owner, name="Sponsored seminar")
-        room = await http.post("/api/v1/nft/mint-room", json={"room_id": room_id}, headers=owner.headers)
-        assert room.status_code == 200, room.text
+        room = await mint_aged_room(http, owner, room_id)
         assert room.json()["status"] == "confirmed" and room.json()["transaction"] is None
         assert room.json()["fee_payer"] not in (owner.wallet.address, student.wallet.address)
         highlight = await make_highlight(database_url, student.user_id, room_id, "Survival of the fittest.")
@@ -355,3 +360,57 @@ async def test_sponsored_mode_mints_without_the_wallet_paying(sponsored_url: str
         assert (await rpc.get_balance(Pubkey.from_bytes(student.wallet.public_key))).value == 0
         twice = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight}, headers=student.headers)
         assert twice.status_code == 409 and twice.json()["error"]["code"] == "already_minted"
+
+
+async def mint_aged_room(http: httpx.AsyncClient, owner: SignedInUser, room_id: str) -> httpx.Response:
+    """A fresh room is refused (room_too_new, Retry-After) until it is ROOM_MIN_AGE old, then minted."""
+    early = await http.post("/api/v1/nft/mint-room", json={"room_id": room_id}, headers=owner.headers)
+    assert early.status_code == 429 and early.json()["error"]["code"] == "room_too_new", early.text
+    wait = early.json()["error"]["details"]["retry_after"]
+    assert 0 < wait <= ROOM_MIN_AGE and early.headers["retry-after"] == "1"
+    await asyncio.sleep(wait + 0.05)
+    minted = await http.post("/api/v1/nft/mint-room", json={"room_id": room_id}, headers=owner.headers)
+    assert minted.status_code == 200, minted.text
+    return minted
+
+
+async def intents(database_url: str, user_id: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM nft_mint_intents WHERE user_id = $1",
+                                       uuid.UUID(user_id)))
+    finally:
+        await conn.close()
+
+
+async def test_sponsored_mints_stop_at_the_per_user_daily_quota_before_anything_is_signed(
+        sponsored_url: str, rpc: AsyncClient, database_url: str) -> None:
+    async with httpx.AsyncClient(base_url=sponsored_url, timeout=30) as http:
+        owner, student = await sign_in(http), await sign_in(http)
+        room_id = await create_room(http, owner, name="Quota seminar")
+        collection = (await mint_aged_room(http, owner, room_id)).json()
+        fee_payer = Pubkey.from_string(collection["fee_payer"])
+        highlights = [await make_highlight(database_url, student.user_id, room_id, f"Passage {i}.")
+                      for i in range(USER_MINTS_PER_DAY + 1)]
+        for highlight in highlights[:USER_MINTS_PER_DAY]:
+            minted = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight},
+                                     headers=student.headers)
+            assert minted.status_code == 200 and minted.json()["status"] == "confirmed", minted.text
+        balance = (await rpc.get_balance(fee_payer, Confirmed)).value
+        before = await intents(database_url, student.user_id)
+        refused = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlights[-1]},
+                                  headers=student.headers)
+        assert refused.status_code == 429, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "mint_quota_exceeded"
+        assert (error["details"]["limit"], error["details"]["limit_value"], error["details"]["used"]) == (
+            "user_mints_per_day", USER_MINTS_PER_DAY, USER_MINTS_PER_DAY)
+        resets = datetime.fromisoformat(error["details"]["resets_at"])
+        now = datetime.now(UTC)
+        assert resets == datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        assert abs(int(refused.headers["retry-after"]) - (resets - now).total_seconds()) < 5
+        assert await intents(database_url, student.user_id) == before, "nothing was signed or reserved"
+        assert (await rpc.get_balance(fee_payer, Confirmed)).value == balance, "the fee payer paid nothing"
+        # the quota is the user's: the room's owner still mints
+        other_room = await create_room(http, owner, name="Second seminar")
+        await mint_aged_room(http, owner, other_room)

@@ -16,6 +16,7 @@ from solders.keypair import Keypair
 
 from roomserver import errors
 from roomserver.chain import dev
+from roomserver.chain.rpc import ChainReader
 from roomserver.errors import CloseCode
 from roomserver.gating.gatekeeper import Gatekeeper, MemoryGateCache
 from roomserver.gating.recheck import Rechecker
@@ -41,7 +42,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def keeper(rpc: AsyncClient) -> Gatekeeper:
-    return Gatekeeper(rpc, MemoryGateCache(), ttl_seconds=30)
+    return Gatekeeper(ChainReader(rpc), MemoryGateCache(), ttl_seconds=30)
 
 
 @pytest.fixture
@@ -151,7 +152,7 @@ async def test_with_the_ledger_unreachable_nobody_is_removed(
     await dev.transfer(rpc, holder_key, mint, owner_key.pubkey(), 1, payer)  # now one hundredth short
 
     async with AsyncClient(f"http://127.0.0.1:{free_port()}") as dead:
-        down = Gatekeeper(dead, MemoryGateCache(), timeout_seconds=5)
+        down = Gatekeeper(ChainReader(dead, timeout_seconds=5), MemoryGateCache())
         blind = Rechecker(the_hub, rooms, down, broker, interval=60)
         assert await blind.run_once() == 0
         assert (blind.stats.unavailable, blind.stats.passes) == (1, 0)

@@ -6,37 +6,21 @@ wallet to sign as fee payer and send (wallet mode), or `confirmed` (sponsored mo
 
 from __future__ import annotations
 
-import uuid
-
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
 from roomserver.api.http import Endpoint, client_ip, read_body, reply
-from roomserver.nft.minting import Collection, CollectionDetail, MintResult, NftService
-
-
-class MintHighlightRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    highlight_id: uuid.UUID
-
-
-class MintRoomRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    room_id: uuid.UUID
-
-
-class ConfirmRequest(BaseModel):
-    """`signature`: the transaction's first signature (the wallet's, as fee payer), base58."""
-
-    model_config = ConfigDict(extra="forbid")
-    signature: str = Field(min_length=64, max_length=90)
-
-
-class CollectionList(BaseModel):
-    collections: list[Collection]
+from roomserver.nft.minting import NftService
+from roomserver.nft.models import (
+    CollectionDetail,
+    CollectionList,
+    ConfirmRequest,
+    MintHighlightRequest,
+    MintResult,
+    MintRoomRequest,
+)
 
 
 def _service(request: Request) -> NftService:
@@ -81,10 +65,10 @@ async def get_collection(request: Request) -> Response:
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/nft/mint-highlight", mint_highlight,
              "Mint one of your highlights as an NFT of its room's collection", "nft",
-             body=MintHighlightRequest, response=MintResult, errors=(403, 404, 409, 503)),
+             body=MintHighlightRequest, response=MintResult, errors=(403, 404, 409, 429, 503)),
     Endpoint("POST", "/api/v1/nft/mint-room", mint_room,
              "Mint your room as an NFT collection", "nft",
-             body=MintRoomRequest, response=MintResult, errors=(403, 404, 409, 503)),
+             body=MintRoomRequest, response=MintResult, errors=(403, 404, 409, 429, 503)),
     Endpoint("POST", "/api/v1/nft/confirm", confirm,
              "Record a wallet-signed mint once its transaction is confirmed on the ledger", "nft",
              body=ConfirmRequest, response=MintResult, errors=(409, 503)),

@@ -1,14 +1,15 @@
 """Token and NFT gates: does a wallet hold what a room requires?
 
-A `Gatekeeper` reads the chain through the `solana` AsyncClient (commitment `confirmed`,
-base64 accounts decoded here, so any standard RPC works) and caches each `Decision` in a
-`GateCache` for `ttl_seconds`. Errors reaching the RPC raise `Unavailable`
-("gating_unavailable"): gated joins fail closed; callers decide what that means for
-members already inside. Refusals are not errors: they are `Decision(allowed=False)` with
+A `Gatekeeper` reads the chain through the one `ChainReader` (roomserver.chain.rpc:
+commitment `confirmed`, base64 accounts decoded here, so any standard RPC works) and caches
+each `Decision` in a `GateCache` for `ttl_seconds`. Errors reaching the RPC raise
+`Unavailable` ("gating_unavailable", with a fixed `reason`, never the node's text): gated
+joins fail closed; callers decide what that means for members already inside. Refusals are not errors: they are `Decision(allowed=False)` with
 code "insufficient_holdings" or "not_in_collection".
 
-token gate: the sum over every token account the wallet owns for the mint, under both
-token programs, compared with `min_amount` whole tokens scaled by the mint's decimals.
+Only initialized token accounts count (state 1): a frozen account (state 2) holds tokens its
+owner cannot move, so it proves nothing. token gate: the sum over every such account the
+wallet owns for the mint, under both token programs, compared with `min_amount` whole tokens scaled by the mint's decimals.
 nft gate: the wallet holds amount 1 of a decimals-0, supply-1 mint that is a proven member
 of the collection: a Token-2022 TokenGroupMember extension on the mint itself whose group
 is the collection, or a Metaplex metadata PDA (owned by the Token Metadata program, for
@@ -21,18 +22,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
-from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
 from solana.rpc.models import TokenAccountOpts
 from solders.account import Account
 from solders.pubkey import Pubkey
 
 from roomserver.chain import metaplex
+from roomserver.chain.rpc import ChainReader
 from roomserver.chain.spl_token import (
     TOKEN_2022_PROGRAM,
     TOKEN_GROUP,
@@ -44,10 +45,10 @@ from roomserver.chain.spl_token import (
     decode_account,
     decode_mint,
 )
-from roomserver.errors import BadRequest, Unavailable
+from roomserver.errors import BadRequest
 
-T = TypeVar("T")
-MAX_BATCH = 100
+UNAVAILABLE = "gating_unavailable"
+INITIALIZED = 1  # token account state: 0 uninitialized, 1 initialized, 2 frozen
 MAX_RAW_AMOUNT = 2**64 - 1
 
 
@@ -107,10 +108,6 @@ class RedisGateCache:
         await self._redis.set(self._prefix + key, payload, px=max(1, int(ttl_seconds * 1000)))
 
 
-def _is_control_flow(exc: BaseException) -> bool:
-    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError))
-
-
 def _pubkey(address: str, what: str, code: str = "invalid_gate") -> Pubkey:
     try:
         if not isinstance(address, str) or not 32 <= len(address) <= 44:
@@ -121,37 +118,19 @@ def _pubkey(address: str, what: str, code: str = "invalid_gate") -> Pubkey:
 
 
 class Gatekeeper:
-    """Gate checks over one RPC client. `rpc_healthy` is the last known RPC state."""
+    """Gate checks over one chain reader; `rpc_healthy` is the last known RPC state."""
 
-    def __init__(self, rpc: AsyncClient, cache: GateCache, ttl_seconds: float = 30,
-                 *, timeout_seconds: float = 10):
-        self.rpc, self.cache, self.ttl, self.timeout = rpc, cache, ttl_seconds, timeout_seconds
-        self.rpc_healthy = True
+    def __init__(self, chain: ChainReader, cache: GateCache, ttl_seconds: float = 30):
+        self.chain, self.cache, self.ttl = chain.with_code(UNAVAILABLE), cache, ttl_seconds
 
-    async def _call(self, request: Awaitable[T]) -> T:
-        """Run one RPC request; any failure to get an answer becomes gating_unavailable."""
-        try:
-            result = await asyncio.wait_for(request, self.timeout)
-        except BaseException as exc:  # also pyo3 PanicException from a malformed answer
-            if _is_control_flow(exc):
-                raise
-            self.rpc_healthy = False
-            raise Unavailable("the Solana RPC cannot be reached", code="gating_unavailable",
-                              details={"reason": type(exc).__name__}) from exc
-        self.rpc_healthy = True
-        return result
-
-    async def _accounts(self, keys: Sequence[Pubkey]) -> list[Account | None]:
-        out: list[Account | None] = []
-        for start in range(0, len(keys), MAX_BATCH):
-            chunk = list(keys[start : start + MAX_BATCH])
-            out.extend((await self._call(self.rpc.get_multiple_accounts(chunk, Confirmed))).value)
-        return out
+    @property
+    def rpc_healthy(self) -> bool:
+        return self.chain.healthy
 
     async def _holdings(self, wallet: Pubkey) -> list[TokenAccount]:
         """Every token account `wallet` owns, under both token programs."""
         answers = await asyncio.gather(*(
-            self._call(self.rpc.get_token_accounts_by_owner(
+            self.chain.call(self.chain.client.get_token_accounts_by_owner(
                 wallet, TokenAccountOpts(program_id=Pubkey.from_string(p)), Confirmed))
             for p in TOKEN_PROGRAMS
         ))
@@ -162,7 +141,7 @@ class Gatekeeper:
                     account = decode_account(bytes(keyed.account.data))
                 except LayoutError:
                     continue
-                if account.owner == str(wallet) and account.state != 0:
+                if account.owner == str(wallet) and account.state == INITIALIZED:  # not frozen
                     held.append(account)
         return held
 
@@ -182,7 +161,7 @@ class Gatekeeper:
 
     async def _check_token(self, wallet: Pubkey, gate: Gate) -> Decision:
         mint_key = _pubkey(gate.address, "mint")
-        (mint_account,) = await self._accounts([mint_key])
+        (mint_account,) = await self.chain.accounts([mint_key])
         mint = _as_mint(mint_account)
         required = gate.min_amount or Decimal(0)
         details: dict[str, Any] = {"mint": gate.address, "required": str(required)}
@@ -202,7 +181,7 @@ class Gatekeeper:
         candidates = sorted({a.mint for a in await self._holdings(wallet) if a.amount == 1})
         mints = [Pubkey.from_string(m) for m in candidates]
         pdas = [metaplex.metadata_address(m) for m in mints]
-        accounts = await self._accounts(mints + pdas)
+        accounts = await self.chain.accounts(mints + pdas)
         for mint_key, mint_account, meta_account in zip(mints, accounts[: len(mints)], accounts[len(mints) :], strict=True):
             if _is_member(mint_key, mint_account, meta_account, collection):
                 return Decision(True, None, "holds a collection NFT",
@@ -217,7 +196,7 @@ class Gatekeeper:
         if gate.kind not in ("token", "nft"):
             raise BadRequest("gate kind must be token or nft", code="invalid_gate", details={"kind": gate.kind})
         key = _pubkey(gate.address, "address")
-        accounts = await self._accounts([key, metaplex.metadata_address(key)])
+        accounts = await self.chain.accounts([key, metaplex.metadata_address(key)])
         mint = _as_mint(accounts[0])
         details = {"address": gate.address}
         if accounts[0] is None:

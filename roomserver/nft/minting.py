@@ -14,6 +14,14 @@ Two modes:
                payer and send; `confirm(signature)` then checks the ledger and records it.
     sponsored  the server's fee payer signs and sends, and the mint is recorded at once.
 
+Sponsored mints are limited before anything is signed (roomserver.nft.quota: per user per UTC
+day, per deployment per UTC day, a daily lamport budget; room mints wait for the room to age).
+
+The ledger is read through the one `ChainReader` (roomserver.chain.rpc; failures are 503
+`nft_ledger_unavailable`), the confirmation checks live in roomserver.nft.verify, the REST
+models in roomserver.nft.models. The rooms table is written only through `RoomCollections`
+(the RoomService), highlights not at all; room announcements go through `announce`.
+
 Every step is idempotent: one live intent per highlight / room (a unique index), a retried
 mint request returns the same unexpired transaction, a retried confirmation returns the same
 record. The ledger is the source of truth: nothing is recorded until the mint is there exactly
@@ -22,21 +30,15 @@ as promised.
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Protocol
 
 import asyncpg
-from pydantic import BaseModel
-from solana.rpc.async_api import AsyncClient
 from solana.rpc.commitment import Confirmed
-from solana.rpc.core import RPCException, TransactionExpiredBlockheightExceededError
-from solana.rpc.models import TxOpts
-from solders.account import Account
 from solders.hash import Hash
 from solders.instruction import Instruction
 from solders.keypair import Keypair
@@ -52,130 +54,60 @@ from spl.token.models import AuthorityType
 from roomserver import errors
 from roomserver.chain import token2022
 from roomserver.chain.keys import ServerKeys, load_server_keys
-from roomserver.chain.spl_token import (
-    GROUP_MEMBER_POINTER,
-    GROUP_POINTER,
-    METADATA_POINTER,
-    TOKEN_2022_PROGRAM,
-    TOKEN_GROUP,
-    TOKEN_GROUP_MEMBER,
-    TOKEN_METADATA,
-    LayoutError,
-    Mint,
-    decode_account,
-    decode_mint,
-)
+from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings
 from roomserver.nft import card as nft_card
+from roomserver.nft import quota
+from roomserver.nft.models import Collection, CollectionDetail, Kind, MintResult, Mode
+from roomserver.nft.quota import SponsorLimits
+from roomserver.nft.verify import (
+    T22,
+    Promise,
+    await_confirmed,
+    check_mint,
+    collection_of,
+    member_of,
+)
 from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-T22 = Pubkey.from_string(TOKEN_2022_PROGRAM)
+UNAVAILABLE = "nft_ledger_unavailable"
 COLLECTION_MAX_SIZE = 1_000_000
-MAX_BATCH = 100
 LAMPORTS_PER_SOL = 10**9
+ATA_SPACE = 170  # a Token-2022 token account with the ImmutableOwner extension
+SIGNATURE_FEE = 5000  # lamports per signature
 
-Kind = Literal["highlight", "room"]
-Mode = Literal["wallet", "sponsored"]
 Announce = Callable[[uuid.UUID, str, dict[str, Any]], Awaitable[None]]
 """announce(room_id, text, metadata): append a durable system message to a room."""
 
 
-class MintResult(BaseModel):
-    """`pending`: sign `transaction` (base64) as fee payer, send it, then POST /nft/confirm.
-    `confirmed`: the NFT is on the ledger and recorded."""
+class RoomCollections(Protocol):
+    """The rooms service's side of minting: record a room's collection in the caller's transaction."""
 
-    status: Literal["pending", "confirmed"]
-    kind: Kind
-    mint: str
-    owner: str
-    fee_payer: str
-    collection_mint: str | None
-    name: str
-    symbol: str
-    metadata_uri: str
-    metadata_cid: str
-    transaction: str | None = None
-    last_valid_block_height: int | None = None
-    signature: str | None = None
-    highlight_id: uuid.UUID | None = None
-    room_id: uuid.UUID | None = None
-
-
-class CollectionMember(BaseModel):
-    mint: str
-    member_number: int
-    name: str
-    symbol: str
-    uri: str
-    additional_metadata: list[list[str]]
-    highlight_id: uuid.UUID | None
-    minted_to: str | None
-
-
-class Collection(BaseModel):
-    mint: str
-    name: str
-    symbol: str
-    uri: str
-    size: int
-    max_size: int
-    update_authority: str | None
-    room_id: uuid.UUID | None
-    room_name: str | None
-
-
-class CollectionDetail(Collection):
-    members: list[CollectionMember]
-
-
-@dataclass(frozen=True)
-class Promise:
-    """What a mint must look like on the ledger once its transaction has run."""
-
-    mint: str
-    owner: str
-    name: str
-    symbol: str
-    uri: str
-    update_authority: str
-    collection: str | None  # member of; None for a collection itself
-
-
-def _unavailable(exc: BaseException) -> errors.Unavailable:
-    return errors.Unavailable("the Solana RPC cannot be reached", code="nft_ledger_unavailable",
-                              details={"reason": type(exc).__name__})
+    async def record_collection(self, conn: asyncpg.Connection, room_id: uuid.UUID, mint: str,
+                                metadata_uri: str) -> None: ...
 
 
 class NftService:
-    """Minting and collections over one pool, one RPC client and one blob store."""
+    """Minting and collections over one pool, one chain reader and one blob store."""
 
-    def __init__(self, pool: asyncpg.Pool, rpc: AsyncClient, blobs: BlobStore, keys: ServerKeys | None,
-                 *, origin: str, mode: Mode = "wallet", local_ledger: bool = False,
-                 announce: Announce | None = None, confirm_timeout: float = 15.0):
-        self.pool, self.rpc, self.blobs, self.keys = pool, rpc, blobs, keys
-        self.origin, self.mode, self.local_ledger = origin.rstrip("/"), mode, local_ledger
-        self.announce = announce
-        self.confirm_timeout = confirm_timeout
+    def __init__(self, pool: asyncpg.Pool, chain: ChainReader, blobs: BlobStore, keys: ServerKeys | None,
+                 *, origin: str, rooms: RoomCollections, mode: Mode = "wallet", local_ledger: bool = False,
+                 announce: Announce | None = None, confirm_timeout: float = 15.0,
+                 limits: SponsorLimits | None = None):
+        self.pool, self.chain, self.blobs, self.keys = pool, chain.with_code(UNAVAILABLE), blobs, keys
+        self.origin, self.rooms, self.mode, self.local_ledger = origin.rstrip("/"), rooms, mode, local_ledger
+        self.announce, self.confirm_timeout = announce, confirm_timeout
+        self.limits = limits or SponsorLimits()
+        self._ata_rent: int | None = None
 
-    # -- RPC --------------------------------------------------------------------------------
-
-    async def _call(self, request: Awaitable[T]) -> T:
-        try:
-            return await asyncio.wait_for(request, 10)
-        except BaseException as exc:  # also pyo3 PanicException from a malformed answer
-            if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, asyncio.CancelledError)):
-                raise
-            raise _unavailable(exc) from exc
-
-    async def _accounts(self, keys: Sequence[Pubkey]) -> list[Account | None]:
-        out: list[Account | None] = []
-        for start in range(0, len(keys), MAX_BATCH):
-            chunk = list(keys[start : start + MAX_BATCH])
-            out.extend((await self._call(self.rpc.get_multiple_accounts(chunk, Confirmed))).value)
-        return out
+    async def fee_payer_balance(self) -> int | None:
+        """Lamports the sponsor (fee payer) holds now; None without server keys. For operators
+        (health detail, alerts): sponsored minting stops when it runs dry. Raises Unavailable."""
+        if self.keys is None:
+            return None
+        return await self.chain.balance(self.keys.fee_payer.pubkey)
 
     def _keys(self) -> ServerKeys:
         if self.keys is None:
@@ -225,7 +157,8 @@ class NftService:
 
     async def _room(self, room_id: uuid.UUID, user_id: uuid.UUID) -> nft_card.RoomFacts:
         row = await self.pool.fetchrow(
-            """SELECT r.id, r.name, r.description, r.topic, r.owner_id, r.room_nft_mint, u.wallet_address
+            """SELECT r.id, r.name, r.description, r.topic, r.owner_id, r.room_nft_mint, r.created_at,
+                      now() AS now, u.wallet_address
                FROM study_rooms r JOIN users u ON u.id = r.owner_id WHERE r.id = $1""", room_id)
         if row is None:
             raise errors.NotFound("no such room", code="room_not_found", details={"room_id": str(room_id)})
@@ -234,6 +167,8 @@ class NftService:
                                    details={"room_id": str(room_id)})
         if row["room_nft_mint"] is not None:
             raise _already_minted("room", row["room_nft_mint"])
+        if self.mode == "sponsored":
+            quota.check_room_age(self.limits, row["created_at"], row["now"])
         return nft_card.RoomFacts(room_id=str(row["id"]), name=row["name"], description=row["description"],
                                   topic=row["topic"], owner_wallet=row["wallet_address"])
 
@@ -241,11 +176,12 @@ class NftService:
 
     async def mint_highlight(self, highlight_id: uuid.UUID, user_id: uuid.UUID, wallet: str) -> MintResult:
         """Raises highlight_not_found, not_highlight_author, highlight_not_in_room,
-        room_collection_missing, already_minted, nft_unavailable."""
+        room_collection_missing, already_minted, nft_unavailable, mint_quota_exceeded."""
         keys = self._keys()
         facts, collection = await self._highlight(highlight_id, user_id)
         if (resumed := await self._resume("highlight", highlight_id, wallet)) is not None:
             return resumed
+        await self._precheck_quota(user_id)
         uri, cid = await self._store_metadata(
             nft_card.highlight_svg(facts), lambda image: nft_card.highlight_metadata(facts, image))
         promise = Promise(mint="", owner=wallet, name=nft_card.highlight_name(facts),
@@ -254,51 +190,74 @@ class NftService:
         return await self._start("highlight", highlight_id, user_id, promise, cid)
 
     async def mint_room(self, room_id: uuid.UUID, user_id: uuid.UUID, wallet: str) -> MintResult:
-        """Raises room_not_found, not_room_owner, already_minted, nft_unavailable."""
+        """Raises room_not_found, not_room_owner, already_minted, nft_unavailable, and in
+        sponsored mode room_too_new and mint_quota_exceeded."""
         keys = self._keys()
         facts = await self._room(room_id, user_id)
         if (resumed := await self._resume("room", room_id, wallet)) is not None:
             return resumed
+        await self._precheck_quota(user_id)
         uri, cid = await self._store_metadata(
             nft_card.room_svg(facts), lambda image: nft_card.room_metadata(facts, image))
         promise = Promise(mint="", owner=wallet, name=nft_card.room_name(facts), symbol=nft_card.ROOM_SYMBOL,
                           uri=uri, update_authority=str(keys.collection_authority.pubkey), collection=None)
         return await self._start("room", room_id, user_id, promise, cid)
 
+    async def _precheck_quota(self, user_id: uuid.UUID) -> None:
+        """Refuse an over-quota sponsored mint before any metadata is stored or RPC asked
+        (the authoritative check runs again, locked, when the intent is inserted)."""
+        if self.mode == "sponsored":
+            async with self.pool.acquire() as conn:
+                await quota.reserve(conn, self.limits, user_id, 0)
+
     async def _start(self, kind: Kind, subject: uuid.UUID, user_id: uuid.UUID, promise: Promise,
                      cid: str) -> MintResult:
         keys = self._keys()
         mint = Keypair()
-        payer = keys.fee_payer.pubkey if self.mode == "sponsored" else Pubkey.from_string(promise.owner)
-        if self.mode == "sponsored":
+        sponsored = self.mode == "sponsored"
+        payer = keys.fee_payer.pubkey if sponsored else Pubkey.from_string(promise.owner)
+        if sponsored:
             await self._fund(payer)
-        latest = (await self._call(self.rpc.get_latest_blockhash(Confirmed))).value
-        promise = Promise(**{**promise.__dict__, "mint": str(mint.pubkey())})
-        message = await self._message(payer, mint.pubkey(), promise, latest.blockhash)
+        latest = (await self.chain.call(self.chain.client.get_latest_blockhash(Confirmed))).value
+        promise = dataclasses.replace(promise, mint=str(mint.pubkey()))
+        message, rent = await self._message(payer, mint.pubkey(), promise, latest.blockhash)
+        cost = rent + await self._ata_rent_lamports() + SIGNATURE_FEE * message.header.num_required_signatures
         signers = [mint] + ([keys.collection_authority.keypair()] if promise.collection else [])
-        if self.mode == "sponsored":
+        if sponsored:
             signers.append(keys.fee_payer.keypair())
-        tx = _sign(message, signers)
         try:
-            row = await self.pool.fetchrow(
-                """INSERT INTO nft_mint_intents (kind, subject_id, user_id, owner_wallet, fee_payer, mode,
-                       mint_address, collection_mint, name, symbol, metadata_uri, metadata_cid, message,
-                       transaction, blockhash, last_valid_block_height)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                   RETURNING *""",
-                kind, subject, user_id, promise.owner, str(payer), self.mode, promise.mint, promise.collection,
-                promise.name, promise.symbol, promise.uri, cid, to_bytes_versioned(message),
-                base64.b64encode(bytes(tx)).decode(), str(latest.blockhash), latest.last_valid_block_height)
+            async with self.pool.acquire() as conn, conn.transaction():
+                if sponsored:  # checked under the lock before the fee payer signs
+                    await quota.reserve(conn, self.limits, user_id, cost)
+                tx = _sign(message, signers)
+                row = await conn.fetchrow(
+                    """INSERT INTO nft_mint_intents (kind, subject_id, user_id, owner_wallet, fee_payer, mode,
+                           mint_address, collection_mint, name, symbol, metadata_uri, metadata_cid, message,
+                           transaction, blockhash, last_valid_block_height, sponsor_lamports)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                       RETURNING *""",
+                    kind, subject, user_id, promise.owner, str(payer), self.mode, promise.mint, promise.collection,
+                    promise.name, promise.symbol, promise.uri, cid, to_bytes_versioned(message),
+                    base64.b64encode(bytes(tx)).decode(), str(latest.blockhash), latest.last_valid_block_height,
+                    cost if sponsored else 0)
         except asyncpg.UniqueViolationError:  # a concurrent request for the same subject won
             resumed = await self._resume(kind, subject, promise.owner)
             if resumed is None:
                 raise errors.Conflict("a mint of this is already in progress", code="mint_in_progress") from None
             return resumed
-        if self.mode == "sponsored":
+        if sponsored:
             return await self._send_and_record(row, tx)
         return _result(row)
 
-    async def _message(self, payer: Pubkey, mint: Pubkey, promise: Promise, blockhash: Hash) -> Message:
+    async def _ata_rent_lamports(self) -> int:
+        if self._ata_rent is None:
+            self._ata_rent = (await self.chain.call(
+                self.chain.client.get_minimum_balance_for_rent_exemption(ATA_SPACE))).value
+        return self._ata_rent
+
+    async def _message(self, payer: Pubkey, mint: Pubkey, promise: Promise,
+                       blockhash: Hash) -> tuple[Message, int]:
+        """The mint transaction's message and the rent it pays for the mint account."""
         authority = Pubkey.from_string(promise.update_authority)
         owner = Pubkey.from_string(promise.owner)
         if promise.collection is None:
@@ -311,7 +270,7 @@ class NftService:
             extra = token2022.MEMBER_SIZE
         space = token2022.mint_space(2)
         extra += token2022.metadata_size(promise.name, promise.symbol, promise.uri)
-        rent = (await self._call(self.rpc.get_minimum_balance_for_rent_exemption(space + extra))).value
+        rent = (await self.chain.call(self.chain.client.get_minimum_balance_for_rent_exemption(space + extra))).value
         ata = spl.get_associated_token_address(owner, mint, T22)
         instructions: list[Instruction] = [
             create_account(CreateAccountParams(from_pubkey=payer, to_pubkey=mint, lamports=rent,
@@ -330,16 +289,16 @@ class NftService:
                                                       authority=AuthorityType.MINT_TOKENS,
                                                       current_authority=mint, new_authority=None)),
         ]
-        return Message.new_with_blockhash(instructions, payer, blockhash)
+        return Message.new_with_blockhash(instructions, payer, blockhash), rent
 
     async def _fund(self, payer: Pubkey) -> None:
         """On the local ledger, top up the sponsor from the faucet; elsewhere the operator does."""
         if not self.local_ledger:
             return
-        balance = (await self._call(self.rpc.get_balance(payer, Confirmed))).value
-        if balance < LAMPORTS_PER_SOL:
-            signature = (await self._call(self.rpc.request_airdrop(payer, 10 * LAMPORTS_PER_SOL, Confirmed))).value
-            await self._call(self.rpc.confirm_transaction(signature, Confirmed))
+        if await self.chain.balance(payer) < LAMPORTS_PER_SOL:
+            client = self.chain.client
+            signature = (await self.chain.call(client.request_airdrop(payer, 10 * LAMPORTS_PER_SOL, Confirmed))).value
+            await self.chain.call(client.confirm_transaction(signature, Confirmed))
 
     async def _resume(self, kind: Kind, subject: uuid.UUID, wallet: str) -> MintResult | None:
         """The live intent for `subject`, if any: its result when it may still be used; raises
@@ -352,12 +311,12 @@ class NftService:
             return None
         if row["status"] == "confirmed":
             raise _already_minted(kind, row["mint_address"])
-        (account,) = await self._accounts([Pubkey.from_string(row["mint_address"])])
+        (account,) = await self.chain.accounts([Pubkey.from_string(row["mint_address"])])
         if account is not None:  # the transaction ran but was never confirmed with us
             await self._verify(row)
             await self._record(row, None)
             raise _already_minted(kind, row["mint_address"])
-        height = (await self._call(self.rpc.get_block_height(Confirmed))).value
+        height = (await self.chain.call(self.chain.client.get_block_height(Confirmed))).value
         valid = height <= row["last_valid_block_height"]
         if valid and row["owner_wallet"] == wallet and row["mode"] == self.mode:
             if row["mode"] == "sponsored":
@@ -368,14 +327,7 @@ class NftService:
         return None
 
     async def _send_and_record(self, row: asyncpg.Record, tx: VersionedTransaction) -> MintResult:
-        try:
-            opts = TxOpts(skip_confirmation=False, preflight_commitment=Confirmed)
-            signature = str((await asyncio.wait_for(self.rpc.send_transaction(tx, opts=opts), 30)).value)
-        except (RPCException, TransactionExpiredBlockheightExceededError) as exc:
-            raise errors.BadRequest("the ledger refused the mint transaction", code="transaction_failed",
-                                    details={"reason": str(exc)[:500]}) from None
-        except Exception as exc:
-            raise _unavailable(exc) from exc
+        signature = await self.chain.send(tx, confirm_timeout=self.confirm_timeout)
         await self._verify(row)
         return await self._record(row, signature)
 
@@ -402,55 +354,19 @@ class NftService:
         if row is None:
             raise errors.BadRequest("this signature is not of a mint transaction the server built for you",
                                     code="unknown_transaction", details={"signature": str(sig)})
-        await self._await_status(sig)
+        await await_confirmed(self.chain, sig, self.confirm_timeout)
         await self._verify(row)
         return await self._record(row, str(sig))
-
-    async def _await_status(self, sig: Signature) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.confirm_timeout
-        while True:
-            status = (await self._call(self.rpc.get_signature_statuses([sig]))).value[0]
-            if status is not None and status.err is not None:
-                raise errors.BadRequest("the mint transaction failed on the ledger", code="transaction_failed",
-                                        details={"error": str(status.err)[:500]})
-            if status is not None and status.confirmation_status is not None and \
-                    str(status.confirmation_status).lower().endswith(("confirmed", "finalized")):
-                return
-            if loop.time() >= deadline:
-                raise errors.Conflict("the transaction is not confirmed on the ledger yet; retry",
-                                      code="transaction_pending", details={"signature": str(sig)})
-            await asyncio.sleep(0.25)
 
     async def _verify(self, row: asyncpg.Record) -> None:
         promise = Promise(mint=row["mint_address"], owner=row["owner_wallet"], name=row["name"],
                           symbol=row["symbol"], uri=row["metadata_uri"],
                           update_authority=str(self._keys().collection_authority.pubkey),
                           collection=row["collection_mint"] if row["kind"] == "highlight" else None)
-        problems = await self.check_mint(promise)
+        problems = await check_mint(self.chain, promise)
         if problems:
             raise errors.Conflict("the mint on the ledger is not the one promised", code="mint_mismatch",
                                   details={"mint": promise.mint, "problems": problems})
-
-    async def check_mint(self, promise: Promise) -> list[str]:
-        """Differences between the ledger and `promise`; empty when they agree."""
-        mint_key, owner = Pubkey.from_string(promise.mint), Pubkey.from_string(promise.owner)
-        ata = spl.get_associated_token_address(owner, mint_key, T22)
-        mint_account, ata_account = await self._accounts([mint_key, ata])
-        if mint_account is None or str(mint_account.owner) != TOKEN_2022_PROGRAM:
-            return ["no Token-2022 mint at this address"]
-        try:
-            mint = decode_mint(bytes(mint_account.data))
-        except LayoutError:
-            return ["the account is not a mint"]
-        problems = _mint_problems(mint, promise)
-        try:
-            held = decode_account(bytes(ata_account.data)) if ata_account is not None else None
-        except LayoutError:
-            held = None
-        if held is None or held.owner != promise.owner or held.mint != promise.mint or held.amount != 1:
-            problems.append("the owner's associated token account does not hold the token")
-        return problems
 
     async def _record(self, row: asyncpg.Record, signature: str | None) -> MintResult:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -470,9 +386,8 @@ class NftService:
                     row["metadata_uri"], row["metadata_cid"], signature)
                 room_id = await conn.fetchval("SELECT room_id FROM highlights WHERE id = $1", row["subject_id"])
             else:
-                await conn.execute(
-                    "UPDATE study_rooms SET room_nft_mint = $2, metadata_uri = $3, updated_at = now() WHERE id = $1",
-                    row["subject_id"], row["mint_address"], row["metadata_uri"])
+                await self.rooms.record_collection(conn, row["subject_id"], row["mint_address"],
+                                                   row["metadata_uri"])
                 room_id = None
         if room_id is not None:
             await self._announce(room_id, updated)
@@ -495,10 +410,10 @@ class NftService:
         """Every room collection the server knows, as the ledger has it now."""
         rows = await self.pool.fetch(
             "SELECT id, name, room_nft_mint FROM study_rooms WHERE room_nft_mint IS NOT NULL ORDER BY created_at, id")
-        accounts = await self._accounts([Pubkey.from_string(r["room_nft_mint"]) for r in rows])
+        accounts = await self.chain.accounts([Pubkey.from_string(r["room_nft_mint"]) for r in rows])
         out = []
         for row, account in zip(rows, accounts, strict=True):
-            collection = _collection(row["room_nft_mint"], account)
+            collection = collection_of(row["room_nft_mint"], account)
             if collection is None:
                 log.warning("room %s names collection %s, which the ledger does not hold", row["id"], row["room_nft_mint"])
                 continue
@@ -515,17 +430,17 @@ class NftService:
         except ValueError:
             raise errors.BadRequest("not a base58 mint address", code="invalid_mint",
                                     details={"mint": address[:64]}) from None
-        (account,) = await self._accounts([key])
-        collection = _collection(address, account)
+        (account,) = await self.chain.accounts([key])
+        collection = collection_of(address, account)
         if collection is None:
             raise errors.NotFound("no Token-2022 collection at this address", code="collection_not_found",
                                   details={"mint": address})
         room = await self.pool.fetchrow("SELECT id, name FROM study_rooms WHERE room_nft_mint = $1", address)
         indexed = await self.pool.fetch(
             "SELECT highlight_id, mint_address, owner_wallet FROM nft_highlights WHERE collection_mint = $1", address)
-        member_accounts = await self._accounts([Pubkey.from_string(r["mint_address"]) for r in indexed])
+        member_accounts = await self.chain.accounts([Pubkey.from_string(r["mint_address"]) for r in indexed])
         members = [m for r, a in zip(indexed, member_accounts, strict=True)
-                   if (m := _member(r, a, address)) is not None]
+                   if (m := member_of(r, a, address)) is not None]
         members.sort(key=lambda m: m.member_number)
         return CollectionDetail(**collection.model_dump(), members=members).model_copy(update={
             "room_id": room["id"] if room else None, "room_name": room["name"] if room else None})
@@ -558,73 +473,8 @@ def _result(row: asyncpg.Record) -> MintResult:
     )
 
 
-def _state(mint: Mint, kind: int) -> dict[str, Any]:
-    ext = mint.extension(kind)
-    return (ext.state or {}) if ext is not None else {}
-
-
-def _mint_problems(mint: Mint, promise: Promise) -> list[str]:
-    problems = []
-    if mint.decimals != 0 or mint.supply != 1:
-        problems.append("not decimals 0 with supply 1")
-    if mint.mint_authority is not None:
-        problems.append("the mint authority was not removed")
-    if _state(mint, METADATA_POINTER).get("metadataAddress") != promise.mint:
-        problems.append("the metadata pointer does not point at the mint")
-    meta = _state(mint, TOKEN_METADATA)
-    expected = {"mint": promise.mint, "name": promise.name, "symbol": promise.symbol, "uri": promise.uri,
-                "updateAuthority": promise.update_authority}
-    problems += [f"metadata {k} differs" for k, v in expected.items() if meta.get(k) != v]
-    if promise.collection is None:
-        group = _state(mint, TOKEN_GROUP)
-        if _state(mint, GROUP_POINTER).get("groupAddress") != promise.mint or group.get("mint") != promise.mint:
-            problems.append("not a token group")
-        elif group.get("updateAuthority") != promise.update_authority:
-            problems.append("the group update authority differs")
-    else:
-        member = _state(mint, TOKEN_GROUP_MEMBER)
-        if _state(mint, GROUP_MEMBER_POINTER).get("memberAddress") != promise.mint or \
-                member.get("mint") != promise.mint or member.get("group") != promise.collection:
-            problems.append("not a member of the collection")
-    return problems
-
-
-def _decoded(account: Account | None) -> Mint | None:
-    if account is None or str(account.owner) != TOKEN_2022_PROGRAM:
-        return None
-    try:
-        return decode_mint(bytes(account.data))
-    except LayoutError:
-        return None
-
-
-def _collection(address: str, account: Account | None) -> Collection | None:
-    mint = _decoded(account)
-    group = _state(mint, TOKEN_GROUP) if mint else {}
-    if mint is None or group.get("mint") != address:
-        return None
-    meta = _state(mint, TOKEN_METADATA)
-    return Collection(mint=address, name=meta.get("name", ""), symbol=meta.get("symbol", ""), uri=meta.get("uri", ""),
-                      size=group["size"], max_size=group["maxSize"], update_authority=group.get("updateAuthority"),
-                      room_id=None, room_name=None)
-
-
-def _member(row: asyncpg.Record, account: Account | None, collection: str) -> CollectionMember | None:
-    mint = _decoded(account)
-    if mint is None:
-        return None
-    member = _state(mint, TOKEN_GROUP_MEMBER)
-    if member.get("group") != collection or member.get("mint") != row["mint_address"]:
-        return None
-    meta = _state(mint, TOKEN_METADATA)
-    return CollectionMember(mint=row["mint_address"], member_number=member["memberNumber"], name=meta.get("name", ""),
-                            symbol=meta.get("symbol", ""), uri=meta.get("uri", ""),
-                            additional_metadata=meta.get("additionalMetadata", []),
-                            highlight_id=row["highlight_id"], minted_to=row["owner_wallet"])
-
-
-def from_settings(settings: Settings, pool: asyncpg.Pool, rpc: AsyncClient, blobs: BlobStore,
-                  modes: dict[str, str]) -> NftService:
+def from_settings(settings: Settings, pool: asyncpg.Pool, chain: ChainReader, blobs: BlobStore,
+                  rooms: RoomCollections, modes: dict[str, str]) -> NftService:
     """The service as configured; without server keys (another cluster, none configured) it
     answers nft_unavailable. Raises ValueError for an unknown NFT_MINT_MODE and KeyFileError
     for a configured keypair file that cannot be read."""
@@ -634,8 +484,16 @@ def from_settings(settings: Settings, pool: asyncpg.Pool, rpc: AsyncClient, blob
     keys = load_server_keys(settings.nft_fee_payer_keypair, settings.nft_authority_keypair, settings.data_dir,
                             local_ledger=local)
     mode: Mode = "sponsored" if settings.nft_mint_mode == "sponsored" else "wallet"
+    limits = SponsorLimits(user_mints_per_day=settings.nft_sponsored_user_mints_per_day,
+                           mints_per_day=settings.nft_sponsored_mints_per_day,
+                           lamports_per_day=settings.nft_sponsored_lamports_per_day,
+                           room_min_age_seconds=settings.nft_sponsored_room_min_age_seconds)
     if keys is None:
         modes["nft"] = "disabled: configure NFT_FEE_PAYER_KEYPAIR and NFT_AUTHORITY_KEYPAIR"
     else:
         modes["nft"] = f"{mode} mints, collection authority {keys.collection_authority.pubkey}"
-    return NftService(pool, rpc, blobs, keys, origin=settings.origin, mode=mode, local_ledger=local)
+        if mode == "sponsored":
+            modes["nft"] += (f"; sponsor {keys.fee_payer.pubkey}: {limits.user_mints_per_day}/user/day, "
+                             f"{limits.mints_per_day}/day, {limits.lamports_per_day} lamports/day")
+    return NftService(pool, chain, blobs, keys, origin=settings.origin, rooms=rooms, mode=mode,
+                      local_ledger=local, limits=limits)

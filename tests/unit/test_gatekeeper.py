@@ -8,6 +8,7 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
+from roomserver.chain.rpc import ChainReader
 from roomserver.errors import Unavailable
 from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper, MemoryGateCache
 from roomserver.store.ports import free_port
@@ -16,10 +17,11 @@ from tests.fakes import FakeClock
 
 async def test_ledger_down_raises_gating_unavailable() -> None:
     async with AsyncClient(f"http://127.0.0.1:{free_port()}") as dead:
-        keeper = Gatekeeper(dead, MemoryGateCache(), timeout_seconds=5)
+        keeper = Gatekeeper(ChainReader(dead, timeout_seconds=5), MemoryGateCache())
         with pytest.raises(Unavailable) as caught:
             await keeper.check(str(Keypair().pubkey()), Gate("token", str(Keypair().pubkey()), Decimal(1)))
         assert caught.value.code == "gating_unavailable" and caught.value.status == 503
+        assert caught.value.details == {"reason": "unreachable"}, "a fixed reason, never the node's text"
         assert keeper.rpc_healthy is False
         with pytest.raises(Unavailable):
             await keeper.validate_gate(Gate("nft", str(Keypair().pubkey())))
