@@ -15,6 +15,10 @@ import redis.asyncio as aioredis
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
+from solders.system_program import CreateAccountParams, create_account
+from spl.token import instructions as spl
+from spl.token import models as splm
+from spl.token.constants import TOKEN_PROGRAM_ID
 
 from roomserver.chain import dev, metaplex
 from roomserver.chain.rpc import ChainReader, RpcHealth
@@ -62,6 +66,32 @@ async def test_enough_tokens_join_and_one_short_is_refused(rpc: AsyncClient, pay
     assert (refused.allowed, refused.code) == (False, "insufficient_holdings")
     assert refused.details["required"] == "100" and Decimal(refused.details["held"]) == Decimal(99)
     assert "at least 100" in refused.message
+
+
+async def freezable_mint(rpc: AsyncClient, payer: Keypair, decimals: int) -> Pubkey:
+    """A classic SPL mint whose mint and freeze authority is `payer`."""
+    mint = Keypair()
+    rent = (await rpc.get_minimum_balance_for_rent_exemption(82)).value
+    await dev.send(rpc, payer, [
+        create_account(CreateAccountParams(from_pubkey=payer.pubkey(), to_pubkey=mint.pubkey(), lamports=rent,
+                                           space=82, owner=TOKEN_PROGRAM_ID)),
+        spl.initialize_mint2(splm.InitializeMint2Params(decimals=decimals, program_id=TOKEN_PROGRAM_ID,
+                                                        mint=mint.pubkey(), mint_authority=payer.pubkey(),
+                                                        freeze_authority=payer.pubkey())),
+    ], [mint])
+    return mint.pubkey()
+
+
+async def test_a_frozen_token_account_does_not_count(rpc: AsyncClient, payer: Keypair, keeper: Gatekeeper) -> None:
+    mint = await freezable_mint(rpc, payer, 0)
+    holder = Keypair().pubkey()
+    account = await dev.mint_to(rpc, payer, mint, holder, 5)
+    gate = Gate("token", str(mint), Decimal(5))
+    assert (await keeper.check(str(holder), gate, use_cache=False)).allowed
+    await dev.send(rpc, payer, [spl.freeze_account(splm.FreezeAccountParams(
+        program_id=TOKEN_PROGRAM_ID, account=account, mint=mint, authority=payer.pubkey()))])
+    frozen = await keeper.check(str(holder), gate, use_cache=False)
+    assert (frozen.allowed, frozen.code, frozen.details["held"]) == (False, "insufficient_holdings", "0")
 
 
 async def test_tokens_in_two_accounts_and_under_token_2022_count(rpc: AsyncClient, payer: Keypair, keeper: Gatekeeper) -> None:

@@ -3,6 +3,7 @@ keys, and the metadata card."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 from solana.rpc.async_api import AsyncClient
 from solders.keypair import Keypair
 
+from roomserver import errors
 from roomserver.chain.keys import load_server_keys
 from roomserver.chain.rpc import ChainReader
 from roomserver.nft.minting import NftService
@@ -89,3 +91,74 @@ async def test_a_failing_announcement_does_not_undo_the_mint(pool: asyncpg.Pool,
     minted = await service.mint_highlight(highlight, author, author_wallet)
     recorded = await pool.fetchval("SELECT mint_address FROM nft_highlights WHERE highlight_id = $1", highlight)
     assert recorded == minted.mint
+
+
+# -- sponsored spending limits ------------------------------------------------------------
+
+
+def sponsored(pool: asyncpg.Pool, rpc: AsyncClient, tmp_path: Path, **limits: int) -> NftService:
+    keys = load_server_keys("", "", tmp_path, local_ledger=True)
+    return NftService(pool, ChainReader(rpc), MemoryBlobStore(), keys, origin="http://rooms.test",
+                      rooms=RoomService(pool), mode="sponsored", local_ledger=True,
+                      limits=SponsorLimits(**{"room_min_age_seconds": 0, **limits}))
+
+
+async def sponsored_today(pool: asyncpg.Pool) -> tuple[int, int]:
+    """(mints, lamports) the deployment sponsored today, as the quota counts them."""
+    row = await pool.fetchrow(
+        """SELECT count(*) AS n, COALESCE(sum(sponsor_lamports), 0) AS lamports FROM nft_mint_intents
+           WHERE mode = 'sponsored' AND status <> 'abandoned'
+             AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'""")
+    return int(row["n"]), int(row["lamports"])
+
+
+async def test_the_deployment_daily_mint_count_and_lamport_budget_hold(
+        pool: asyncpg.Pool, rpc: AsyncClient, tmp_path: Path) -> None:
+    (owner, owner_wallet), (author, author_wallet) = await _user(pool), await _user(pool)
+    room, highlight = await _room_and_highlight(pool, owner, author)
+    mints, _ = await sponsored_today(pool)
+    counted = sponsored(pool, rpc, tmp_path, mints_per_day=mints + 1)
+    await counted.mint_room(room, owner, owner_wallet)
+    with pytest.raises(errors.RateLimited) as full:
+        await counted.mint_highlight(highlight, author, author_wallet)  # another user: the deployment's cap
+    assert (full.value.code, full.value.details["limit"]) == ("mint_quota_exceeded", "mints_per_day")
+    assert full.value.retry_after > 0 and full.value.details["resets_at"].endswith("+00:00")
+
+    _, spent = await sponsored_today(pool)
+    row = await pool.fetchrow("SELECT sponsor_lamports FROM nft_mint_intents WHERE subject_id = $1", room)
+    assert row["sponsor_lamports"] > 2_000_000, "the mint's rent, the token account's rent and the fees"
+    budget = sponsored(pool, rpc, tmp_path, lamports_per_day=spent + 1000)  # less than one more mint
+    with pytest.raises(errors.RateLimited) as broke:
+        await budget.mint_highlight(highlight, author, author_wallet)
+    assert (broke.value.code, broke.value.details["limit"]) == ("mint_quota_exceeded", "lamports_per_day")
+    assert broke.value.details["used"] == spent
+    assert await pool.fetchval("SELECT count(*) FROM nft_mint_intents WHERE subject_id = $1", highlight) == 0
+    balance = await budget.fee_payer_balance()
+    assert balance is not None and balance == (await rpc.get_balance(budget.keys.fee_payer.pubkey)).value
+
+
+async def test_concurrent_requests_cannot_overshoot_a_users_quota(
+        pool: asyncpg.Pool, rpc: AsyncClient, tmp_path: Path) -> None:
+    (owner, owner_wallet), (author, author_wallet) = await _user(pool), await _user(pool)
+    room, first = await _room_and_highlight(pool, owner, author)
+    service = sponsored(pool, rpc, tmp_path, user_mints_per_day=1)
+    await service.mint_room(room, owner, owner_wallet)
+    doc = await pool.fetchval("SELECT document_id FROM highlights WHERE id = $1", first)
+    others = [await pool.fetchval(
+        "INSERT INTO highlights (document_id, room_id, user_id, text) VALUES ($1, $2, $3, $4) RETURNING id",
+        doc, room, author, f"Peas {i}.") for i in range(3)]
+    results = await asyncio.gather(*(service.mint_highlight(h, author, author_wallet) for h in [first, *others]),
+                                   return_exceptions=True)
+    assert sum(1 for r in results if not isinstance(r, BaseException)) == 1, results
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, errors.RateLimited) and r.code == "mint_quota_exceeded" for r in refused), refused
+
+
+async def test_a_room_younger_than_the_minimum_age_is_not_sponsored(
+        pool: asyncpg.Pool, rpc: AsyncClient, tmp_path: Path) -> None:
+    (owner, owner_wallet), (author, _) = await _user(pool), await _user(pool)
+    room, _ = await _room_and_highlight(pool, owner, author)
+    with pytest.raises(errors.RateLimited) as young:
+        await sponsored(pool, rpc, tmp_path, room_min_age_seconds=600).mint_room(room, owner, owner_wallet)
+    assert young.value.code == "room_too_new" and 599 < young.value.retry_after <= 600
+    assert await pool.fetchval("SELECT count(*) FROM nft_mint_intents WHERE subject_id = $1", room) == 0
