@@ -1,5 +1,5 @@
-"""NftService on the real ledger and PostgreSQL (no HTTP): the room announcement hook, server
-keys, and the metadata card."""
+"""NftService on the real ledger and PostgreSQL (no HTTP): the room announcement hook and the
+sponsored spending limits."""
 
 from __future__ import annotations
 
