@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from roomserver.ledger.server import serve
+from roomserver.ledger.server import is_loopback, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,10 +19,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     parser.add_argument("--port", type=int, default=8899)
     parser.add_argument("--data-dir", type=Path, default=None, help="where the replay log lives; none: memory only")
-    parser.add_argument("--dev", action="store_true", help="enable ledger_setAccount (tests only)")
+    parser.add_argument("--dev", action="store_true", help="enable ledger_setAccount (tests only; loopback hosts only)")
     parser.add_argument("--parent-pid", type=int, default=None,
                         help="exit when this process dies (how `serve` runs its ledger)")
     args = parser.parse_args(argv)
+    if args.dev and not is_loopback(args.host):
+        parser.error(f"--dev is refused off loopback (raw account writes); bind 127.0.0.1, not {args.host}")
     if args.parent_pid is not None:
         _die_with(args.parent_pid)
 

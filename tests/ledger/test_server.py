@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -15,13 +17,15 @@ from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.message import Message
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from solders.system_program import TransferParams
 from solders.system_program import transfer as sol_transfer
 from solders.transaction import Transaction
 
 from roomserver.chain import dev
 from roomserver.chain.spl_token import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
-from roomserver.ledger.process import LedgerProcess, start_ledger
+from roomserver.ledger.process import LedgerProcess, LedgerStartError, start_ledger
+from roomserver.ledger.server import serve
 
 
 async def post(url: str, body: object | bytes) -> httpx.Response:
@@ -64,7 +68,7 @@ async def test_batch_answers_each_request(ledger: LedgerProcess) -> None:
 async def test_oversized_body_is_refused_before_it_is_read(ledger: LedgerProcess) -> None:
     host, port = ledger.url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n")
+    writer.write(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 5000000\r\n\r\n")
     await writer.drain()
     status_line = await reader.readline()
     writer.close()
@@ -220,3 +224,44 @@ def test_the_ledger_dies_with_a_killed_parent(tmp_path: Path) -> None:
         time.sleep(0.1)
     os.kill(child, signal.SIGKILL)
     raise AssertionError("the ledger outlived its SIGKILLed parent")
+
+
+# -- browsers are kept out --------------------------------------------------------------
+
+
+async def test_a_cross_site_form_post_is_refused_and_does_nothing(ledger: LedgerProcess, rpc: AsyncClient) -> None:
+    target = Keypair().pubkey()
+    body = f'{{"jsonrpc":"2.0","id":1,"method":"requestAirdrop","params":["{target}",1000000000]}}'
+    async with httpx.AsyncClient() as http:
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+            headers = {} if content_type is None else {"Content-Type": content_type}
+            refused = await http.post(ledger.url, content=body, headers=headers)
+            assert refused.status_code == 415, content_type
+            assert refused.json()["error"]["code"] == -32600
+        ok = await http.post(ledger.url, content=body, headers={"Content-Type": "application/json; charset=utf-8"})
+        assert ok.status_code == 200 and "result" in ok.json()
+    await rpc.confirm_transaction(Signature.from_string(ok.json()["result"]))
+    assert (await rpc.get_balance(target)).value == 1_000_000_000, "only the JSON request ran"
+
+
+async def test_a_foreign_host_header_is_refused(ledger: LedgerProcess) -> None:
+    port = ledger.url.rsplit(":", 1)[1]
+    health = {"jsonrpc": "2.0", "id": 1, "method": "getHealth"}
+    async with httpx.AsyncClient() as http:
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "10.1.2.3", "[::1]x"):
+            refused = await http.post(ledger.url, json=health, headers={"Host": host})
+            assert refused.status_code == 403, host
+            assert (await http.get(f"{ledger.url}/health", headers={"Host": host})).status_code == 403
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost"):
+            answer = await http.post(ledger.url, json=health, headers={"Host": host})
+            assert answer.status_code == 200 and answer.json()["result"] == "ok", host
+
+
+def test_dev_mode_is_refused_off_loopback(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "roomserver.ledger", "--host", "0.0.0.0", "--port", "0", "--dev"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--dev is refused off loopback" in done.stderr
+    with pytest.raises(ValueError, match="refused off loopback"):
+        serve("0.0.0.0", 0, tmp_path, dev=True)
+    with pytest.raises(LedgerStartError):
+        start_ledger(tmp_path, host="0.0.0.0", dev=True, timeout=30)
