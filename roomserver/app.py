@@ -40,6 +40,7 @@ from roomserver.identity.sessions import SessionStore
 from roomserver.ledger.process import start_ledger
 from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder, MiniLMEmbedder
+from roomserver.library.extract import ExtractionLimits
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
 from roomserver.nft import minting as nft
@@ -200,7 +201,8 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
         embedder = model
     state.embedder = embedder
     state.ingestor = Ingestor(state.db, state.blobs, embedder, concurrency=settings.ingest_concurrency,
-                              lease_seconds=settings.ingest_lease_seconds)
+                              lease_seconds=settings.ingest_lease_seconds, limits=extraction_limits(settings),
+                              max_extract_crashes=settings.ingest_max_extract_crashes)
     state.ingestor.start()
     stack.push_async_callback(state.ingestor.close)
     membership = state.rooms.membership
@@ -209,6 +211,14 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
     state.highlights = Highlights(state.db, state.library, membership=membership)
     state.modes["library"] = (f"{type(embedder).__name__} embeddings, "
                               f"{settings.ingest_concurrency} ingestion worker(s)")
+
+
+def extraction_limits(settings: Settings) -> ExtractionLimits:
+    s = settings
+    return ExtractionLimits(memory_bytes=s.ingest_memory_bytes, cpu_seconds=s.ingest_cpu_seconds,
+                            wall_seconds=s.ingest_wall_seconds, max_chars=s.ingest_max_chars,
+                            max_rows=s.ingest_max_rows, max_cells=s.ingest_max_cells,
+                            max_label_chars=s.ingest_max_label_chars, max_depth=s.ingest_max_depth)
 
 
 async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> tuple[ChainReader, str]:

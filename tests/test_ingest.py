@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 import asyncpg
@@ -18,9 +19,12 @@ from pgvector.asyncpg import register_vector
 
 from roomserver.config import Settings
 from roomserver.library.embeddings import MiniLMEmbedder
+from roomserver.library.ingest import Ingestor
+from roomserver.store.blobstore import MemoryBlobStore
 from roomserver.store.pgembed import EmbeddedPostgres
 from roomserver.store.ports import free_port
 from tests import pdfs
+from tests.bombs import amplifying_csv, nested_markdown
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, serve, upload, wait_job
 from tests.model_fixtures import shared_minilm
@@ -194,3 +198,92 @@ async def test_a_job_interrupted_too_often_fails(client: httpx.AsyncClient, db: 
            VALUES ($1, 'embedding', 3, now() - interval '1 second') RETURNING id""", doc["id"])
     job = await wait_job(client, user, str(job_id), timeout=30)
     assert (job["status"], job["reason"], job["attempts"]) == ("failed", "too_many_attempts", 4)
+
+
+async def watch_health(client: httpx.AsyncClient, stop: asyncio.Event) -> float:
+    """The slowest `/health` answer while `stop` is unset."""
+    slowest = 0.0
+    while not stop.is_set():
+        started = time.monotonic()
+        response = await client.get("/health", timeout=30)
+        assert response.status_code in (200, 503)
+        slowest = max(slowest, time.monotonic() - started)
+        await asyncio.sleep(0.05)
+    return slowest
+
+
+async def test_ingestion_bombs_fail_too_large_quickly_while_the_node_answers(
+        client: httpx.AsyncClient, db: asyncpg.Connection, ingest_settings: Settings) -> None:
+    user = await sign_in(client)
+    bombs = {"amplify.csv": amplifying_csv(), "one-line.txt": b"x" * 50_000_000,
+             "nested.md": nested_markdown()}
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_health(client, stop))
+    started = time.monotonic()
+    jobs = {}
+    for name, content in bombs.items():
+        response = await upload(client, user, content, name)
+        assert response.status_code == 202, (name, response.text)
+        jobs[name] = response.json()["job"]["id"]
+    for name, job_id in jobs.items():
+        job = await wait_job(client, user, job_id, timeout=60)
+        assert (job["status"], job["reason"], job["attempts"]) == ("failed", "too_large", 1), (name, job)
+    elapsed = time.monotonic() - started
+    stop.set()
+    slowest = await watcher
+    assert elapsed < 45, elapsed
+    assert slowest < 1.0, f"/health took {slowest:.2f} s while the bombs were read"
+    # failed for good: after two lease periods no node has claimed them again
+    await asyncio.sleep(2 * ingest_settings.ingest_lease_seconds)
+    rows = await db.fetch("SELECT status, attempts FROM ingestion_jobs WHERE id = ANY($1::uuid[])",
+                          list(jobs.values()))
+    assert [tuple(r) for r in rows] == [("failed", 1)] * 3
+
+
+async def test_a_job_whose_node_died_while_extracting_fails_instead_of_moving_on(
+        client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
+    user = await sign_in(client)
+    doc = await ingest(client, user, b"A file that took its node down while being read.\n", "killer.txt")
+    # one earlier crash recorded; the lease of the second node that was reading it lapsed too
+    job_id = await db.fetchval(
+        """INSERT INTO ingestion_jobs (document_id, status, attempts, extract_crashes, lease_until)
+           VALUES ($1, 'extracting', 2, 1, now() - interval '1 second') RETURNING id""", doc["id"])
+    job = await wait_job(client, user, str(job_id), timeout=30)
+    assert (job["status"], job["reason"], job["attempts"]) == ("failed", "extraction_crashed", 3)
+    assert await db.fetchval("SELECT extract_crashes FROM ingestion_jobs WHERE id = $1", job_id) == 2
+
+
+@pytest.fixture
+async def quiet_db(pg: EmbeddedPostgres, template_db: str) -> AsyncIterator[asyncpg.Pool]:
+    """A database of its own, where no app claims jobs."""
+    name = f"claims_{uuid.uuid4().hex[:8]}"
+    pg.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    pool = await asyncpg.create_pool(pg.url(name), min_size=1, max_size=2)
+    yield pool
+    await pool.close()
+
+
+async def queue(pool: asyncpg.Pool, owner: uuid.UUID, count: int) -> None:
+    for _ in range(count):
+        doc = await pool.fetchval(
+            """INSERT INTO documents (owner_id, title, filename, content_type, size_bytes, content_hash, blob_cid)
+               VALUES ($1, 't', 't.txt', 'text/plain', 1, gen_random_uuid()::text, 'b') RETURNING id""", owner)
+        await pool.execute("INSERT INTO ingestion_jobs (document_id) VALUES ($1)", doc)
+
+
+async def test_claims_go_round_robin_by_owner(quiet_db: asyncpg.Pool, embedder: MiniLMEmbedder) -> None:
+    heavy, light, late = [await quiet_db.fetchval(
+        "INSERT INTO users (wallet_address) VALUES ($1) RETURNING id", f"wallet-{n}") for n in range(3)]
+    await queue(quiet_db, heavy, 100)  # one user's hundred uploads first
+    await queue(quiet_db, light, 1)  # then another user's one
+    ingestor = Ingestor(quiet_db, MemoryBlobStore(), embedder)
+    owner_of = "SELECT d.owner_id FROM ingestion_jobs j JOIN documents d ON d.id = j.document_id WHERE j.id = $1"
+    order = []
+    for _ in range(3):
+        claim = await ingestor.claim()
+        assert claim is not None
+        order.append(await quiet_db.fetchval(owner_of, claim.job_id))
+    assert order == [heavy, light, heavy]
+    await queue(quiet_db, late, 2)  # a newcomer goes before the heavy user's next job
+    claim = await ingestor.claim()
+    assert claim is not None and await quiet_db.fetchval(owner_of, claim.job_id) == late

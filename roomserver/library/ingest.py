@@ -1,19 +1,27 @@
 """Background ingestion jobs inside the server process.
 
 A job moves pending -> extracting -> embedding -> ready, or to failed with a `reason` code
-(the extractor's: corrupt_pdf, encrypted_pdf, pdf_too_complex, extraction_timeout, no_text,
-not_utf8; or blob_missing, too_many_attempts, internal_error) and a human `error_message`.
+(the extractor's: too_large, corrupt_pdf, encrypted_pdf, pdf_too_complex, extraction_timeout,
+extraction_failed, corrupt_csv, no_text, not_utf8; or blob_missing, too_many_attempts,
+extraction_crashed, document_deleted, internal_error) and a human `error_message`. A failed
+job is final: no node claims it again.
 
-Work never runs on the event loop: PDFs are read in extract.py's limited child process,
+Work never runs on the event loop: every kind is read in extract.py's limited child process,
 chunking in a thread, embedding in the embedder's worker thread. At most `concurrency` jobs
 run at once in one process.
+
+Claiming is fair between owners: the claim query takes the oldest claimable job of the
+owner whose job was claimed least recently (`ingest_turns`), so jobs of different owners
+alternate whatever the queue holds.
 
 Jobs survive restarts. A worker claims a job with `FOR UPDATE SKIP LOCKED` and holds a lease
 (`lease_until`) that a heartbeat renews; on a clean shutdown the lease is released, so the
 next start resumes the job at once; after a crash the job is claimed again once its lease
 lapses. Each claim bumps `attempts`, which fences writes: a worker that lost its job (lease
 lapsed, someone else claimed it) cannot overwrite the newer attempt. A job that was claimed
-`max_attempts` times without finishing fails with `too_many_attempts`. Chunks, pages and the
+`max_attempts` times without finishing fails with `too_many_attempts`; one whose lease
+lapsed while it was extracting (its node died, perhaps because of the file)
+`max_extract_crashes` times fails with `extraction_crashed` before it is read again. Chunks, pages and the
 document's `ready` status are written in one transaction, so a half-ingested document is
 never searchable.
 
@@ -59,6 +67,7 @@ class Claim:
     job_id: uuid.UUID
     document_id: uuid.UUID
     attempt: int
+    extract_crashes: int = 0
 
 
 class JobLost(Exception):
@@ -79,6 +88,7 @@ class Ingestor:
         concurrency: int = 2,
         lease_seconds: float = 30.0,
         max_attempts: int = 3,
+        max_extract_crashes: int = 2,
         poll_seconds: float = 5.0,
         limits: ExtractionLimits | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -90,6 +100,7 @@ class Ingestor:
         self._slots = asyncio.Semaphore(concurrency)
         self._lease = lease_seconds
         self._max_attempts = max_attempts
+        self._max_crashes = max_extract_crashes
         self._poll = poll_seconds
         self._limits = limits or ExtractionLimits()
         self._max_tokens = max_tokens
@@ -138,7 +149,7 @@ class Ingestor:
             try:
                 await self._slots.acquire()
                 self._wake.clear()  # before looking, so a wake during the query is not lost
-                claim = await self._claim()
+                claim = await self.claim()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -163,19 +174,32 @@ class Ingestor:
         self._slots.release()
         self._wake.set()
 
-    async def _claim(self) -> Claim | None:
+    async def claim(self) -> Claim | None:
+        """Claim the next job (oldest of the owner served least recently) and lease it."""
         row = await self._pool.fetchrow(
-            """UPDATE ingestion_jobs j
+            """WITH pick AS (
+                   SELECT j.id, d.owner_id FROM ingestion_jobs j
+                   JOIN documents d ON d.id = j.document_id
+                   LEFT JOIN ingest_turns t ON t.owner_id = d.owner_id
+                   WHERE j.status = 'pending' OR (j.status IN ('extracting', 'embedding')
+                         AND (j.lease_until IS NULL OR j.lease_until < now()))
+                   ORDER BY t.last_claimed_at NULLS FIRST, j.created_at, j.id
+                   LIMIT 1 FOR UPDATE OF j SKIP LOCKED),
+               turn AS (
+                   INSERT INTO ingest_turns (owner_id, last_claimed_at)
+                   SELECT owner_id, clock_timestamp() FROM pick
+                   ON CONFLICT (owner_id) DO UPDATE SET last_claimed_at = EXCLUDED.last_claimed_at)
+               UPDATE ingestion_jobs j
                SET status = 'extracting', progress = 0, attempts = j.attempts + 1,
+                   extract_crashes = j.extract_crashes
+                       + (j.status = 'extracting' AND j.lease_until IS NOT NULL)::int,
                    lease_until = now() + make_interval(secs => $1), updated_at = now()
-               WHERE j.id = (
-                   SELECT id FROM ingestion_jobs
-                   WHERE status = 'pending' OR (status IN ('extracting', 'embedding')
-                         AND (lease_until IS NULL OR lease_until < now()))
-                   ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED)
-               RETURNING j.id, j.document_id, j.attempts""",
+               FROM pick WHERE j.id = pick.id
+               RETURNING j.id, j.document_id, j.attempts, j.extract_crashes""",
             self._lease)
-        return None if row is None else Claim(row["id"], row["document_id"], row["attempts"])
+        if row is None:
+            return None
+        return Claim(row["id"], row["document_id"], row["attempts"], row["extract_crashes"])
 
     # -- one job ------------------------------------------------------------------------------
 
@@ -185,6 +209,10 @@ class Ingestor:
             if claim.attempt > self._max_attempts:
                 raise errors.BadRequest(f"ingestion was interrupted {claim.attempt - 1} times",
                                         code="too_many_attempts")
+            if claim.extract_crashes >= self._max_crashes:
+                raise errors.BadRequest(
+                    f"a server stopped while reading this file {claim.extract_crashes} times",
+                    code="extraction_crashed")
             await self._ingest(claim)
         except JobLost:
             log.info("ingestion job %s was taken over by another worker", claim.job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import pytest_asyncio
@@ -21,6 +22,7 @@ from roomserver.library.extract import (
 )
 from roomserver.library.sniff import FileKind
 from tests import pdfs
+from tests.bombs import amplifying_csv, nested_markdown
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -109,7 +111,7 @@ async def test_wall_time_limit() -> None:
 async def test_page_count_limit() -> None:
     with pytest.raises(BadRequest) as info:
         await extract_pdf(pdfs.many_pages_pdf(300), ExtractionLimits(max_pages=200))
-    assert info.value.code == "pdf_too_complex"
+    assert info.value.code == "too_large" and info.value.details == {"max_pages": 200}
     assert len(await extract_pdf(pdfs.many_pages_pdf(20))) == 20
 
 
@@ -235,3 +237,66 @@ async def test_text_errors_are_typed() -> None:
     with pytest.raises(BadRequest) as info:
         await extract_pages(b"  \n\n ", FileKind.TEXT)
     assert info.value.code == "no_text"
+
+
+# ------------------------------------------------------------------ bombs: bounded while produced
+
+
+async def test_the_amplifying_csv_fails_too_large_at_its_first_label() -> None:
+    started = time.monotonic()
+    with pytest.raises(BadRequest) as info:
+        await extract_pages(amplifying_csv(), FileKind.CSV)
+    assert info.value.code == "too_large"
+    assert info.value.details == {"max_label_chars": 1000, "column": 1}
+    assert time.monotonic() - started < 10
+
+
+async def test_a_50_mb_one_line_text_stops_at_the_character_cap() -> None:
+    started = time.monotonic()
+    with pytest.raises(BadRequest) as info:
+        await extract_pages(b"x" * 50_000_000, FileKind.TEXT)
+    assert info.value.code == "too_large" and info.value.details == {"max_chars": 20_000_000}
+    assert time.monotonic() - started < 15
+
+
+async def test_deeply_nested_markdown_fails_too_large() -> None:
+    with pytest.raises(BadRequest) as info:
+        await extract_pages(nested_markdown(), FileKind.MARKDOWN)
+    assert info.value.code == "too_large" and info.value.details == {"max_depth": 64, "line": 1}
+    for deep in ("(" * 65 + "x", "    " * 65 + "code", "> " * 65 + "quote"):
+        with pytest.raises(BadRequest):
+            await extract_pages(deep.encode(), FileKind.MARKDOWN)
+    ordinary = "> quoted\n> > twice\n\n- a\n    - b\n        - c [link](http://x.test/(y))\n"
+    assert (await extract_pages(ordinary.encode(), FileKind.MARKDOWN))[0].text.startswith("> quoted")
+
+
+@pytest.mark.parametrize(
+    ("limits", "detail"),
+    [
+        (ExtractionLimits(max_rows=100), {"max_rows": 100}),
+        (ExtractionLimits(max_cells=150), {"max_cells": 150}),
+        (ExtractionLimits(max_chars=1000), {"max_chars": 1000}),
+    ],
+    ids=["rows", "cells", "chars"],
+)
+async def test_csv_limits_are_checked_row_by_row(limits: ExtractionLimits, detail: dict[str, int]) -> None:
+    data = ("name,value\n" + "".join(f"item {n},{n}\n" for n in range(500))).encode()
+    with pytest.raises(BadRequest) as info:
+        await extract_pages(data, FileKind.CSV, limits)
+    assert info.value.code == "too_large" and info.value.details == detail
+    assert (await extract_pages(data, FileKind.CSV))[0].text.count("\n") == 499
+
+
+def test_a_cell_past_the_csv_field_limit_is_too_large() -> None:
+    with pytest.raises(BadRequest) as info:
+        text_pages(b"a,b\n" + b"x" * 200_000 + b",y\n", FileKind.CSV)
+    assert info.value.code == "too_large"
+
+
+async def test_text_kinds_run_under_the_child_memory_limit() -> None:
+    limits = ExtractionLimits(memory_bytes=150 << 20, max_chars=1 << 40)
+    with pytest.raises(BadRequest) as info:
+        await extract_pages(b"y" * 50_000_000, FileKind.TEXT, limits)
+    assert info.value.code == "too_large" and "memory" in info.value.message
+    assert (await extract_pages(b"small notes", FileKind.TEXT, limits))[0].text == "small notes"
+
