@@ -18,18 +18,21 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
 from roomserver.api.http import Endpoint, path_uuid, read_body, read_query, reply
-from roomserver.library.documents import (
+from roomserver.library.documents import Library
+from roomserver.library.highlights import Highlights
+from roomserver.library.models import (
     Document,
     DocumentChanges,
+    Highlight,
+    HighlightDraft,
+    HighlightList,
     Job,
-    Library,
     LibraryPage,
     LibraryQuery,
     Share,
     ShareRequest,
     ShareTarget,
 )
-from roomserver.library.highlights import Highlight, HighlightDraft, HighlightList, Highlights
 from roomserver.library.sniff import sanitize_filename
 
 MAX_FORM_FIELDS = 20

@@ -24,15 +24,14 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
 
 from roomserver import errors
 from roomserver.identity import users
 from roomserver.library.documents import Library, Membership
+from roomserver.library.models import Highlight, HighlightDraft
 
 OnHighlight = Callable[[uuid.UUID, dict[str, Any], uuid.UUID], Awaitable[None]]
 CONTEXT_CHARS = 100
@@ -41,51 +40,6 @@ MAX_OCCURRENCES = 1000
 
 async def no_on_highlight(room_id: uuid.UUID, highlight: dict[str, Any], actor_id: uuid.UUID) -> None:
     return None
-
-
-class Rect(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    x: float = Field(ge=0, le=1e6, allow_inf_nan=False)
-    y: float = Field(ge=0, le=1e6, allow_inf_nan=False)
-    width: float = Field(ge=0, le=1e6, allow_inf_nan=False)
-    height: float = Field(ge=0, le=1e6, allow_inf_nan=False)
-
-
-class Position(Rect):
-    """The bounding box on the page, plus one rectangle per line when the client has them."""
-
-    rects: list[Rect] = Field(default_factory=list, max_length=200)
-
-
-class HighlightDraft(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=5000)
-    context_before: str = Field("", max_length=1000)
-    context_after: str = Field("", max_length=1000)
-    page: int | None = Field(None, ge=1, le=100_000)
-    position: Position | None = None
-    room_id: uuid.UUID | None = None
-    color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
-    note: str | None = Field(None, max_length=2000)
-
-
-class Highlight(BaseModel):
-    id: uuid.UUID
-    document_id: uuid.UUID
-    room_id: uuid.UUID | None
-    user_id: uuid.UUID
-    text: str
-    context_before: str
-    context_after: str
-    page: int | None
-    position: dict[str, Any]
-    color: str | None
-    note: str | None
-    created_at: datetime
-
-
-class HighlightList(BaseModel):
-    highlights: list[Highlight]
 
 
 def normalise(text: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from roomserver.library.highlights import HighlightDraft, PagedText, locate
+from roomserver.library.highlights import PagedText, locate
+from roomserver.library.models import HighlightDraft
 
 
 def test_whitespace_and_page_breaks_do_not_matter() -> None:
