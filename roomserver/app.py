@@ -43,7 +43,6 @@ from roomserver.library.embeddings import Embedder, MiniLMEmbedder
 from roomserver.library.extract import ExtractionLimits
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
-from roomserver.library.models import ShareRequest
 from roomserver.nft import minting as nft
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime.broker import redis_client
