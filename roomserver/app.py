@@ -41,9 +41,10 @@ from roomserver.ledger.process import start_ledger
 from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder, MiniLMEmbedder
 from roomserver.library.extract import ExtractionLimits
-from roomserver.library.highlights import Highlights
+from roomserver.library.highlights import Highlights, RowWriter
 from roomserver.library.ingest import Ingestor
 from roomserver.nft import minting as nft
+from roomserver.protocol import HighlightCreate
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime.broker import redis_client
 from roomserver.realtime.node import Caller, open_realtime
@@ -176,17 +177,16 @@ def link_room_events(state: AppState) -> None:
     if state.nft is not None:
         state.nft.announce = realtime.announce
     state.library.on_shared = realtime.document_shared
-    state.highlights.on_created = realtime.highlight_created
     state.ingestor.notify = realtime.notify_user
 
-    async def may_read(caller: Caller, document_id: uuid.UUID) -> str | None:
-        return (await state.library.get(document_id, caller.user_id)).title
+    async def check_highlight(caller: Caller, frame: HighlightCreate) -> RowWriter:
+        return await state.highlights.check_frame(caller.room_id, caller.user_id, frame)
 
     async def may_share(caller: Caller, document_id: uuid.UUID) -> str | None:
         """`Library.point_room_to`: owners and admins make sure the room can read it."""
         return (await state.library.point_room_to(document_id, caller.user_id, caller.room_id)).title
 
-    realtime.document_policy = may_read
+    realtime.highlight_check = check_highlight
     realtime.share_policy = may_share
 
 
@@ -208,7 +208,8 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
     membership = state.rooms.membership
     state.library = Library(state.db, state.blobs, embedder, membership=membership,
                             wake_ingest=state.ingestor.wake)
-    state.highlights = Highlights(state.db, state.library, membership=membership)
+    state.highlights = Highlights(state.db, state.library, membership=membership,
+                                  in_room=state.realtime.highlight_created)
     state.modes["library"] = (f"{type(embedder).__name__} embeddings, "
                               f"{settings.ingest_concurrency} ingestion worker(s)")
 

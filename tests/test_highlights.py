@@ -3,11 +3,14 @@ highlights need membership and a document shared to the room; who sees which hig
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
 import httpx
 import pytest
 
+from roomserver.library.highlights import PagedText
 from tests import pdfs
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, upload
@@ -91,3 +94,36 @@ async def test_a_document_still_ingesting_cannot_be_highlighted(client: httpx.As
     response = await upload(client, user, pdfs.decompression_bomb_pdf(), "slow.pdf")
     early = await post(client, user, response.json()["document"], text="boom")
     assert early.status_code == 409 and early.json()["error"]["code"] == "document_not_ready"
+
+
+async def test_checking_runs_off_the_event_loop_and_the_text_is_cached(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page texts are normalised in a worker thread (a /health request is answered while
+    the normaliser is held) and once per document version (two highlights, one run)."""
+    user = await sign_in(client)
+    doc = await ingest(client, user, b"Osmosis moves water across a membrane.\n\nDiffusion needs no energy.\n",
+                       "cell.txt")
+    real, held, release = PagedText.of, threading.Event(), threading.Event()
+    runs: list[bool] = []  # per run: was it on the event loop's thread?
+    loop_thread = threading.get_ident()
+
+    def slow_normalise(pages: Any) -> PagedText:
+        runs.append(threading.get_ident() == loop_thread)
+        held.set()
+        release.wait(5)
+        held.clear()
+        return real(pages)
+
+    monkeypatch.setattr(PagedText, "of", staticmethod(slow_normalise))
+    first = asyncio.create_task(post(client, user, doc, text="water across a membrane"))
+    try:
+        while not runs:
+            await asyncio.sleep(0.01)
+        health = await client.get("/health")
+        assert health.status_code in (200, 503) and held.is_set()  # answered while normalising
+    finally:
+        release.set()
+    assert (await first).status_code == 201
+    second = await post(client, user, doc, text="Diffusion needs no energy")
+    assert second.status_code == 201 and second.json()["page"] == 1
+    assert runs == [False]

@@ -3,8 +3,10 @@ and sharing over the socket lets the room read the document."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import httpx
 
 from tests.clients import sign_in
@@ -90,6 +92,55 @@ async def test_socket_reshare_keeps_the_rooms_stronger_grant(http: httpx.AsyncCl
     shares = (await http.get(f"/api/v1/documents/{doc}/share", headers=alice.headers)).json()["shares"]
     (kept,) = [s for s in shares if s["room_id"] == room]
     assert (kept["permission"], kept["expires_at"], kept["id"]) == ("write", before["expires_at"], before["id"])
+
+
+async def test_socket_highlight_is_checked_like_rest(http: httpx.AsyncClient, base_url: str,
+                                                    database_url: str) -> None:
+    """`highlight_create` goes through the library's one validation: a text not in the
+    document, or a document not shared to the room, is a typed `error`; nothing is stored
+    and nothing reaches the room."""
+    alice, bob = await sign_in(http), await sign_in(http)
+    room = await create_room(http, alice)
+    await http.post(f"/api/v1/rooms/{room}/join", headers=bob.headers)
+    doc = await _ready_document(http, alice, NOTES + b"\nOnly the socket highlight test has this line.\n")
+    a = await RoomClient.open(base_url, alice, room)
+    watcher = await RoomClient.open(base_url, bob, room)
+
+    unshared = await a.request(type="highlight_create", document_id=doc, text="dS = dQ/T", client_msg_id="h0")
+    assert (unshared["type"], unshared["code"], unshared["ref"]) == ("error", "document_not_in_room", "h0")
+    await a.request(type="document_share", document_id=doc, client_msg_id="s1")
+    invented = await a.request(type="highlight_create", document_id=doc, text="entropy always decreases",
+                               client_msg_id="h1")
+    assert (invented["type"], invented["code"]) == ("error", "highlight_not_in_document")
+    wrong_page = await a.request(type="highlight_create", document_id=doc, text="dS = dQ/T", page=7,
+                                 client_msg_id="h2")
+    assert (wrong_page["type"], wrong_page["code"]) == ("error", "highlight_not_on_page")
+    too_long = await a.request(type="highlight_create", document_id=doc, text="x" * 5001, client_msg_id="h3")
+    assert (too_long["type"], too_long["code"]) == ("error", "invalid_frame")
+    marker = await a.request(type="chat_message", text="after the refusals", client_msg_id="m1")
+    await watcher.wait_for(lambda f: f.get("seq") == marker["seq"])
+    assert not [f for f in watcher.frames if f["type"] == "highlight_created"]
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetchval("SELECT count(*) FROM highlights WHERE document_id = $1", uuid.UUID(doc))
+        events = await conn.fetchval(
+            "SELECT count(*) FROM room_events WHERE room_id = $1 AND event_type = 'highlight_created'",
+            uuid.UUID(room))
+        assert (stored, events) == (0, 0)
+
+        ok = await a.request(type="highlight_create", document_id=doc, text="dS  =  dQ/T", client_msg_id="h4")
+        assert ok["type"] == "ack", ok
+        created = await watcher.wait_for(lambda f: f["type"] == "highlight_created")
+        assert created["highlight"]["id"] == ok["message_id"] and created["highlight"]["page"] == 1
+        audited = await conn.fetchval(
+            """SELECT count(*) FROM audit_log WHERE action = 'highlight.create'
+               AND data->>'highlight_id' = $1""", ok["message_id"])
+        assert audited == 1
+    finally:
+        await conn.close()
+        await a.close()
+        await watcher.close()
 
 
 async def test_uploader_sees_ingestion_progress(http: httpx.AsyncClient, base_url: str) -> None:

@@ -17,6 +17,7 @@ from websockets.exceptions import InvalidStatus
 from roomserver.config import Settings
 from roomserver.store.ports import free_port
 from tests.clients import sign_in
+from tests.library_fixtures import ingest
 from tests.ws_client import RoomClient, create_room, ws_url
 
 
@@ -29,6 +30,10 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         ws_recovery_window=20, ws_session_recheck_seconds=1, ws_chat_per_minute=600,
         ws_auth_timeout_seconds=1, presence_leave_grace_ms=300,
     )
+
+
+THERMO = (b"Entropy of an isolated system never decreases.\n\n"
+          b"A reversible process keeps total entropy constant; dS = dQ/T along it.\n")
 
 
 async def _refusal(url: str, **kwargs: object) -> tuple[int, dict[str, object]]:
@@ -173,19 +178,11 @@ async def test_resume_complete_and_window_exceeded(http: httpx.AsyncClient, base
     await b.close()
 
 
-async def test_reactions_documents_and_highlights(http: httpx.AsyncClient, base_url: str,
-                                                  database_url: str) -> None:
+async def test_reactions_documents_and_highlights(http: httpx.AsyncClient, base_url: str) -> None:
     alice, bob = await sign_in(http), await sign_in(http)
     room = await create_room(http, alice)
-    conn = await asyncpg.connect(database_url)
-    try:
-        doc = await conn.fetchval(
-            """INSERT INTO documents (owner_id, title, filename, content_type, size_bytes,
-                   content_hash, blob_cid, status)
-               VALUES ($1, 'Thermodynamics', 't.pdf', 'application/pdf', 1, 'h', 'c', 'ready')
-               RETURNING id""", uuid.UUID(alice.user_id))
-    finally:
-        await conn.close()
+    made = await ingest(http, alice, THERMO, "thermo.txt", title="Thermodynamics")
+    doc = made["id"]
     a = await RoomClient.open(base_url, alice, room)
     b = await RoomClient.open(base_url, bob, room)
     msg = await a.request(type="chat_message", text="hello", client_msg_id="m1")
@@ -199,10 +196,11 @@ async def test_reactions_documents_and_highlights(http: httpx.AsyncClient, base_
     share = await a.request(type="document_share", document_id=str(doc), note="chapter 3", client_msg_id="d1")
     shared = await b.wait_for(lambda f: f["type"] == "document_shared")
     assert shared["seq"] == share["seq"] and shared["title"] == "Thermodynamics"
-    hl = await b.request(type="highlight_create", document_id=str(doc), text="dS = dQ/T", page=12,
+    hl = await b.request(type="highlight_create", document_id=str(doc), text="dS = dQ/T", page=1,
                          position={"start": 1, "end": 9}, client_msg_id="h1")
     created = await a.wait_for(lambda f: f["type"] == "highlight_created")
-    assert created["seq"] == hl["seq"] and created["highlight"]["page"] == 12
+    assert created["seq"] == hl["seq"] and created["highlight"]["page"] == 1
+    assert created["highlight"]["position"] == {"start": 1, "end": 9}
     again = await b.request(type="highlight_create", document_id=str(doc), text="dS = dQ/T", client_msg_id="h1")
     assert again["seq"] == hl["seq"] and again["message_id"] == hl["message_id"]
     await a.close()

@@ -30,7 +30,6 @@ from roomserver.protocol import (
     DocumentShared,
     Frame,
     Highlight,
-    HighlightCreate,
     HighlightCreated,
     Message,
     MessageUpdated,
@@ -42,7 +41,9 @@ from roomserver.values import as_uuid
 
 log = logging.getLogger(__name__)
 
-HIGHLIGHT_MAX_CHARS = 5000
+RowWriter = Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]]
+"""Writes a domain row inside the event's transaction (its owner's code) and returns the
+event's fields (see `create_highlight`)."""
 
 
 @dataclass(frozen=True)
@@ -215,38 +216,28 @@ class History:
 
         return await self._write(room_id, body)
 
-    async def create_highlight(self, room_id: uuid.UUID, author: Author, document_id: uuid.UUID,
-                               frame: HighlightCreate) -> Written:
-        """A highlight row + `highlight_created`; `message_id` of the answer is the highlight id."""
-        if len(frame.text) > HIGHLIGHT_MAX_CHARS:
-            raise errors.BadRequest(f"a highlight is at most {HIGHLIGHT_MAX_CHARS} characters",
-                                    code="invalid_frame")
-        position = frame.position.model_dump(exclude_none=True) if frame.position else {}
+    async def create_highlight(self, room_id: uuid.UUID, actor_id: uuid.UUID, write_row: RowWriter,
+                               client_msg_id: str | None = None) -> Written:
+        """A highlight and its `highlight_created`, one transaction: `write_row(conn)` is the
+        library's writer of the checked highlight's row and audit (it returns the event's
+        `highlight` fields). `message_id` of the answer is the highlight id. A
+        `client_msg_id` this actor already used in the room returns the original."""
 
         async def body(conn: asyncpg.Connection, seq: int) -> Written:
-            if frame.client_msg_id is not None:
+            if client_msg_id is not None:
                 row = await conn.fetchrow(
                     """SELECT seq, payload->'highlight'->>'id' AS id FROM room_events
                        WHERE room_id = $1 AND actor_id = $2 AND event_type = 'highlight_created'
                          AND payload->'highlight'->>'client_msg_id' = $3""",
-                    room_id, author.user_id, frame.client_msg_id)
+                    room_id, actor_id, client_msg_id)
                 if row is not None:
                     raise _Rollback(Written(int(row["seq"]), row["id"], None, False))
-            hid = await conn.fetchval(
-                """INSERT INTO highlights (document_id, room_id, user_id, text, context_before,
-                       context_after, page, position)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-                document_id, room_id, author.user_id, frame.text, frame.context_before or "",
-                frame.context_after or "", frame.page, position)
-            highlight = Highlight(
-                id=str(hid), document_id=str(document_id), user_id=str(author.user_id),
-                text=frame.text, context_before=frame.context_before,
-                context_after=frame.context_after, page=frame.page,
-                position=Position(**position) if position else None,
-                client_msg_id=frame.client_msg_id)
-            event = HighlightCreated(room_id=str(room_id), seq=seq, highlight=highlight)
-            encoded = await self._append(conn, room_id, seq, author.user_id, event)
-            return Written(seq, str(hid), encoded, True)
+            fields = {k: v for k, v in (await write_row(conn)).items() if v is not None}
+            if fields.get("position") is not None:
+                fields["position"] = Position(**fields["position"])
+            event = HighlightCreated(room_id=str(room_id), seq=seq, highlight=Highlight(**fields))
+            encoded = await self._append(conn, room_id, seq, actor_id, event)
+            return Written(seq, str(fields["id"]), encoded, True)
 
         return await self._write(room_id, body)
 
@@ -284,20 +275,6 @@ class History:
             frame = NewMessage(room_id=str(room_id), seq=seq, message=message)
             encoded = await self._append(conn, room_id, seq, asker_id, frame)
             return Written(seq, message.id, encoded, True)
-
-        return await self._write(room_id, body)
-
-    async def record_highlight(self, room_id: uuid.UUID, actor_id: uuid.UUID,
-                               highlight: dict[str, Any]) -> Written:
-        """`highlight_created` for a highlight already stored (one made over REST)."""
-        fields = {k: v for k, v in highlight.items() if v is not None}
-        if fields.get("position") is not None:
-            fields["position"] = Position(**fields["position"])
-
-        async def body(conn: asyncpg.Connection, seq: int) -> Written:
-            event = HighlightCreated(room_id=str(room_id), seq=seq, highlight=Highlight(**fields))
-            encoded = await self._append(conn, room_id, seq, actor_id, event)
-            return Written(seq, str(fields["id"]), encoded, True)
 
         return await self._write(room_id, body)
 

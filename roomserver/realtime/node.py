@@ -75,7 +75,7 @@ from roomserver.realtime.broker import (
     room_messages,
     room_presence,
 )
-from roomserver.realtime.history import Author, History, Written
+from roomserver.realtime.history import Author, History, RowWriter, Written
 from roomserver.realtime.hub import Connection, Hub
 from roomserver.realtime.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
 from roomserver.rooms import RoomService
@@ -110,6 +110,11 @@ class Caller:
                       wallet_address=self.wallet_address, role=self.role)
 
 
+HighlightCheck = Callable[[Caller, HighlightCreate], Awaitable[RowWriter]]
+"""(caller, frame) -> the writer of the highlight's row, run inside the room's durable write;
+raises a typed error to refuse. The library's one highlight validation (the same as REST's:
+text in the ingested pages, document ready and shared to the room or public; the writer also
+audits) plugs in here; without it `highlight_create` is refused."""
 DocumentPolicy = Callable[[Caller, uuid.UUID], Awaitable[str | None]]
 """(caller, document_id) -> the document's title; raises a typed error to refuse. The library
 plugs its permission check in here (`share_policy` also grants the room read access); the
@@ -190,7 +195,7 @@ class Realtime:
         self.chat_limiter = RateLimiter(config.chat_per_minute / 60, max(5, config.chat_per_minute // 6))
         self.typing_limiter = RateLimiter(config.typing_per_minute / 60,
                                           max(5, config.typing_per_minute // 6))
-        self.document_policy: DocumentPolicy = self._document_exists
+        self.highlight_check: HighlightCheck | None = None
         self.share_policy: DocumentPolicy = self._document_exists
         self.tutor: TutorHandler | None = None
         self.frame_observer: FrameObserver | None = None
@@ -340,9 +345,11 @@ class Realtime:
             return await self.history.share_document(room, author, doc, title, frame.note,
                                                      frame.client_msg_id)
         if isinstance(frame, HighlightCreate):
-            doc = as_uuid(frame.document_id, "document_not_found", "document")
-            await self.document_policy(caller, doc)
-            return await self.history.create_highlight(room, author, doc, frame)
+            if self.highlight_check is None:
+                raise errors.Unavailable("highlights are not available", code="highlights_unavailable")
+            write_row = await self.highlight_check(caller, frame)
+            return await self.history.create_highlight(room, caller.user_id, write_row,
+                                                       frame.client_msg_id)
         if isinstance(frame, ReactionAdd | ReactionRemove):
             return await self.history.react(room, caller.user_id, frame.message_id, frame.emoji,
                                             isinstance(frame, ReactionAdd))
@@ -540,10 +547,11 @@ class Realtime:
         if written.frame is not None:
             await self.publish_event(str(room_id), room_documents(str(room_id)), written.frame)
 
-    async def highlight_created(self, room_id: uuid.UUID, highlight: dict[str, Any],
-                                actor_id: uuid.UUID) -> None:
-        """`highlight_created` for a highlight made over REST."""
-        written = await self.history.record_highlight(room_id, actor_id, highlight)
+    async def highlight_created(self, room_id: uuid.UUID, actor_id: uuid.UUID,
+                                write_row: RowWriter) -> None:
+        """A highlight made over REST: its row (`write_row`) and `highlight_created` in one
+        durable write, then published."""
+        written = await self.history.create_highlight(room_id, actor_id, write_row)
         if written.frame is not None:
             await self.publish_event(str(room_id), room_documents(str(room_id)), written.frame)
 
