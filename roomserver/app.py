@@ -28,6 +28,7 @@ from roomserver.api import documents as documents_api
 from roomserver.api import messages as messages_api
 from roomserver.api import nft as nft_api
 from roomserver.api import tutor as tutor_api
+from roomserver.api.guard import authenticate
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.api.ws import routes as ws_routes
@@ -101,7 +102,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starl
                    overrides={"/api/v1/documents/upload": settings.max_upload_bytes}),
     ]
     return Starlette(
-        routes=[*routes(endpoints), *ws_routes(), *web.routes()],
+        routes=[*routes(endpoints, authenticate), *ws_routes(), *web.routes()],
         middleware=middleware,
         exception_handlers={
             errors.RoomserverError: _typed_error,

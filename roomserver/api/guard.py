@@ -16,7 +16,17 @@ def app_state(request: Request) -> AppState:
 
 
 async def require_user(request: Request) -> Session:
-    """The caller's live session; 401 without one, 429 past the per-user or per-IP budget."""
+    """The caller's live session: the one the route wrapper checked for an endpoint declared
+    `auth=True`, else `authenticate`d now."""
+    session = getattr(request.state, "session", None)
+    if isinstance(session, Session):
+        return session
+    return await authenticate(request)
+
+
+async def authenticate(request: Request) -> Session:
+    """The caller's live session; 401 without one, 429 past the per-user or per-IP budget.
+    Each call charges the budgets once: the route wrapper calls it, handlers ask `require_user`."""
     state = app_state(request)
     state.ip_limiter.check(client_ip(request))
     token = bearer_token(request)

@@ -1,7 +1,11 @@
 """The REST edge's shared pieces: endpoint declarations, typed bodies, errors, the current user.
 
 Every endpoint is declared once as an `Endpoint`; the same list builds the routes and the
-OpenAPI document, so the docs cannot drift from what is served.
+OpenAPI document, so the docs cannot drift from what is served. The route wrapper enforces
+what a declaration says before the handler runs: `auth=True` (the default) means no valid
+session, no handler (the `authenticate` given to `routes` answers 401, and its session is
+`request.state.session`); a JSON `body` model is parsed and validated (400 `invalid_json` /
+`validation_error`), and the model is `request.state.body`, which `read_body` returns.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[Request], Awaitable[Response]]
+Authenticate = Callable[[Request], Awaitable[object]]
+"""authenticate(request) -> the caller's session, or raises a typed 401 (or 429)."""
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,31 @@ class Endpoint:
     content_type: str = "application/json"
 
 
-def routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+def routes(endpoints: Sequence[Endpoint], authenticate: Authenticate) -> list[Route]:
+    """One route per path; each method's handler behind `enforce`."""
     by_path: dict[str, dict[str, Handler]] = {}
     for ep in endpoints:
-        by_path.setdefault(ep.path, {})[ep.method.upper()] = ep.handler
+        by_path.setdefault(ep.path, {})[ep.method.upper()] = enforce(ep, authenticate)
     return [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
+
+
+def enforce(ep: Endpoint, authenticate: Authenticate) -> Handler:
+    """`ep.handler` run only once what `ep` declares holds: a session when `ep.auth`, then a
+    valid body when `ep.body` is JSON. (A multipart body is streamed by its handler, under
+    the upload's own limits.)"""
+    body = ep.body if ep.body is not None and ep.content_type == "application/json" else None
+    if not ep.auth and body is None:
+        return ep.handler
+
+    async def handler(request: Request) -> Response:
+        if ep.auth:
+            request.state.session = await authenticate(request)
+        if body is not None:
+            request.state.body = await _parse_body(request, body)
+        return await ep.handler(request)
+
+    handler.__name__ = handler.__qualname__ = ep.handler.__name__
+    return handler
 
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
@@ -89,7 +115,15 @@ def error_response(exc: errors.RoomserverError) -> JSONResponse:
 
 
 async def read_body(request: Request, model: type[M]) -> M:
-    """Parse and validate a JSON body; every failure is a typed 4xx."""
+    """The JSON body as `model`: the one the route wrapper validated when the endpoint declares
+    it, else parsed and validated now; every failure is a typed 4xx."""
+    parsed = getattr(request.state, "body", None)
+    if isinstance(parsed, model):
+        return parsed
+    return await _parse_body(request, model)
+
+
+async def _parse_body(request: Request, model: type[M]) -> M:
     raw = await request.body()
     if not raw:
         raw = b"{}"
