@@ -28,9 +28,6 @@ from roomserver.rooms import RoomDraft, RoomService
 from roomserver.store.db import create_pool
 from roomserver.store.ports import free_port
 from tests.fakes import Outlet, wait_until
-from tests.ledger.fixtures import ledger, payer, rpc
-
-__all__ = ["ledger", "payer", "rpc"]
 
 
 @pytest.fixture(scope="module")
