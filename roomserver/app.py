@@ -147,7 +147,8 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     state.health_checks["database"] = database_health
     state.gatekeeper = Gatekeeper(chain, await open_gate_cache(settings, stack, modes))
     gates = RoomGates(state.gatekeeper)
-    state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate)
+    state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate,
+                              gate_recheck_seconds=settings.gate_recheck_seconds)
     state.realtime = await open_realtime(settings, stack, pool, state.rooms, state.sessions, modes)
     state.health_checks["redis"] = state.realtime.health
     start_rechecker(state, stack, state.realtime.hub, state.realtime.broker)
@@ -206,7 +207,7 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
                               max_extract_crashes=settings.ingest_max_extract_crashes)
     state.ingestor.start()
     stack.push_async_callback(state.ingestor.close)
-    membership = state.rooms.membership
+    membership = state.rooms.verified_membership  # REST reads re-verify stale gated members
     state.library = Library(state.db, state.blobs, embedder, membership=membership,
                             wake_ingest=state.ingestor.wake)
     state.highlights = Highlights(state.db, state.library, membership=membership,

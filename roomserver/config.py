@@ -98,7 +98,7 @@ class Settings:
     host: str = Field("127.0.0.1", description="address `serve` binds to (`--host` overrides)")
     port: int = Field(8000, ge=0, le=65535, description="port `serve` binds to (`--port` overrides)")
     rate_limit_per_minute: int = Field(600, gt=0, description="authenticated REST requests per minute, per user and per IP")
-    gate_recheck_seconds: int = Field(60, gt=0, description="how often members of token/NFT-gated rooms connected to a node are re-verified on chain")
+    gate_recheck_seconds: int = Field(60, gt=0, description="how old a gated membership's last on-chain verification may get: members of token/NFT-gated rooms are re-verified at join, on REST reads once it is older, and by a sweep of all members this often")
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = Field("info", description="logging level: `critical`, `error`, `warning`, `info` or `debug`")
     ws_auth_timeout_seconds: int = Field(5, gt=0, description="how long a socket without a bearer subprotocol may take to send its `auth` frame")
     ws_recovery_window: int = Field(1000, gt=0, description="most events `resume` replays; a larger gap answers `complete: false` (reload via REST)")

@@ -3,6 +3,7 @@ process this module owns, on which the tests mint tokens and NFTs with the real 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import time
@@ -269,3 +270,25 @@ async def test_a_member_who_transfers_their_nft_away_is_closed_4106_and_the_buye
     assert {p["user_id"] for p in participants.json()["participants"]} == {owner.user.user_id, buyer.user.user_id}
     recheck = (await http.get("/health")).json()["components"]["solana"]["detail"]["recheck"]
     assert recheck["removed"] >= 1
+
+
+async def test_a_wallet_that_transferred_its_nft_away_loses_rest_access_after_the_interval(
+    http: httpx.AsyncClient, rpc: AsyncClient, payer: Keypair
+) -> None:
+    owner, seller, buyer = [await person(http) for _ in range(3)]
+    collection = await dev.create_collection(rpc, payer, "Archive", "ARC", "u")
+    nft = await dev.mint_nft(rpc, payer, collection, seller.pubkey, "Archive #1", "ARC", "u")
+    room = (await create(http, owner, room_type="nft_gated", access_nft_collection=str(collection))).json()
+    assert (await join(http, seller, room["id"])).status_code == 200  # never opens a socket
+    history = f"/api/v1/rooms/{room['id']}/messages"
+    threads = f"/api/v1/rooms/{room['id']}/tutor/threads"
+    assert (await http.get(history, headers=seller.user.headers)).status_code == 200
+    await dev.transfer(rpc, seller.keypair, nft, buyer.pubkey, 1, payer)
+    moved = time.monotonic()
+    while (answer := await http.get(history, headers=seller.user.headers)).status_code == 200:
+        assert time.monotonic() - moved < RECHECK_SECONDS + 5, "still reading the history"
+        await asyncio.sleep(0.2)
+    assert error(answer, 403)["code"] == "not_member"
+    assert error(await http.get(threads, headers=seller.user.headers), 403)["code"] == "not_member"
+    assert error(await join(http, seller, room["id"]), 403)["code"] == "not_in_collection"
+    assert (await http.get(history, headers=owner.user.headers)).status_code == 200

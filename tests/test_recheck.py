@@ -3,6 +3,7 @@ HTTP through the real solana client, RoomService on real PostgreSQL; sockets are
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -28,6 +29,10 @@ from roomserver.rooms import RoomDraft, RoomService
 from roomserver.store.db import create_pool
 from roomserver.store.ports import free_port
 from tests.fakes import Outlet, wait_until
+from tests.ledger.fixtures import ledger, payer, rpc
+
+__all__ = ["ledger", "payer", "rpc"]
+DUE = 0.1  # seconds after which a verification is due (the sweep's interval)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +155,8 @@ async def test_with_the_ledger_unreachable_nobody_is_removed(
 
     async with AsyncClient(f"http://127.0.0.1:{free_port()}") as dead:
         down = Gatekeeper(ChainReader(dead, timeout_seconds=5), MemoryGateCache())
-        blind = Rechecker(the_hub, rooms, down, broker, interval=60)
+        await asyncio.sleep(DUE)  # the join's verification is now due again
+        blind = Rechecker(the_hub, rooms, down, broker, interval=DUE)
         assert await blind.run_once() == 0
         assert (blind.stats.unavailable, blind.stats.passes) == (1, 0)
         assert down.rpc_healthy is False
@@ -162,6 +168,70 @@ async def test_with_the_ledger_unreachable_nobody_is_removed(
         assert refused.value.code == "gating_unavailable"
 
     # the same pass with the ledger reachable does remove them: the above was not vacuous
-    assert await Rechecker(the_hub, rooms, keeper, broker, interval=60).run_once() == 1
+    assert await Rechecker(the_hub, rooms, keeper, broker, interval=DUE).run_once() == 1
     assert socket.closed == (CloseCode.NO_LONGER_QUALIFIES, "no_longer_qualifies: insufficient_holdings")
     assert await rooms.membership(room.id, holder) is None
+
+
+async def test_the_sweep_removes_a_member_who_is_not_connected_anywhere(
+    pool: asyncpg.Pool, rpc: AsyncClient, payer: Keypair, keeper: Gatekeeper, rooms: RoomService,
+    hub: tuple[Hub, MemoryBroker],
+) -> None:
+    the_hub, broker = hub
+    collection = await dev.create_collection(rpc, payer, "Reading pass", "READ", "u")
+    owner_key, away_key, stayer_key, buyer_key = Keypair(), Keypair(), Keypair(), Keypair()
+    nft = await dev.mint_nft(rpc, payer, collection, away_key.pubkey(), "Read #1", "READ", "u")
+    await dev.mint_nft(rpc, payer, collection, stayer_key.pubkey(), "Read #2", "READ", "u")
+    owner, away, stayer = [await user(pool, k) for k in (owner_key, away_key, stayer_key)]
+    room = await rooms.create(owner, RoomDraft(name="Readers", room_type="nft_gated",
+                                               access_nft_collection=str(collection)))
+    await rooms.admit(away, str(away_key.pubkey()), room.id)
+    await rooms.admit(stayer, str(stayer_key.pubkey()), room.id)
+    watcher = await connect(the_hub, room.id, owner)  # nobody else has a socket anywhere
+    await dev.transfer(rpc, away_key, nft, buyer_key.pubkey(), 1, payer)
+
+    due = 3.0  # longer than the transfer takes
+    sweep = Rechecker(the_hub, rooms, keeper, broker, interval=due)
+    assert await sweep.recheck_room(room) == 0 and sweep.stats.checked == 0, "verified at the join: not due"
+    await asyncio.sleep(due)
+    assert await sweep.recheck_room(room) == 1
+    assert sweep.stats.checked == 2, "both members asked, though neither is connected"
+    assert await rooms.membership(room.id, away) is None
+    assert await rooms.membership(room.id, stayer) is not None
+    assert await rooms.stale_gate_members(room.id, due) == {}, "the stayer was stamped"
+    await wait_until(lambda: bool(left_events(watcher)), timeout=5)
+    assert left_events(watcher) == [{"type": "user_left", "room_id": str(room.id), "user_id": str(away),
+                                     "reason": "no_longer_qualifies"}]
+
+
+async def test_a_rest_read_re_verifies_a_stale_gated_membership(
+    pool: asyncpg.Pool, rpc: AsyncClient, payer: Keypair,
+) -> None:
+    recheck = 2.5  # longer than the transfer takes
+    keeper = Gatekeeper(ChainReader(rpc), MemoryGateCache(), ttl_seconds=recheck / 3)
+    gates = RoomGates(keeper)
+    rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate, gate_recheck_seconds=recheck)
+    collection = await dev.create_collection(rpc, payer, "Lab pass", "LAB", "u")
+    owner_key, seller_key, holder_key, buyer_key = Keypair(), Keypair(), Keypair(), Keypair()
+    nft = await dev.mint_nft(rpc, payer, collection, seller_key.pubkey(), "Lab #1", "LAB", "u")
+    await dev.mint_nft(rpc, payer, collection, holder_key.pubkey(), "Lab #2", "LAB", "u")
+    owner, seller, holder = [await user(pool, k) for k in (owner_key, seller_key, holder_key)]
+    room = await rooms.create(owner, RoomDraft(name="Lab", room_type="nft_gated",
+                                               access_nft_collection=str(collection)))
+    await rooms.admit(seller, str(seller_key.pubkey()), room.id)
+    await rooms.admit(holder, str(holder_key.pubkey()), room.id)
+    await dev.transfer(rpc, seller_key, nft, buyer_key.pubkey(), 1, payer)
+
+    assert await rooms.verified_membership(room.id, seller) is not None, "verified at the join: still fresh"
+    stamped = await pool.fetchval("SELECT gate_verified_at FROM room_participants WHERE room_id = $1 "
+                                  "AND user_id = $2", room.id, holder)
+    await asyncio.sleep(recheck)
+    assert await rooms.verified_membership(room.id, seller) is None
+    assert await rooms.membership(room.id, seller) is None, "the membership ended"
+    audit = await pool.fetchrow("SELECT data FROM audit_log WHERE target_id = $1 AND action = 'room.gate_removed'",
+                                str(room.id))
+    assert audit is not None and audit["data"]["user_id"] == str(seller)
+    assert await rooms.verified_membership(room.id, holder) is not None
+    assert await pool.fetchval("SELECT gate_verified_at FROM room_participants WHERE room_id = $1 "
+                               "AND user_id = $2", room.id, holder) > stamped
+    assert (await rooms.verified_membership(room.id, owner)) is not None, "the owner is never re-gated"

@@ -69,14 +69,22 @@ async def test_the_gate_decides_joins_to_gated_rooms(pool: asyncpg.Pool) -> None
     assert (member.role, member.wallet_address) == ("member", rich_wallet)
     assert gate.asked == [(poor_wallet, room.id), (rich_wallet, room.id)]
 
-    # With the RPC down, newcomers fail closed while admitted members and the owner keep access.
+    # With the RPC down, newcomers fail closed while admitted members (re-gated) and the owner keep access.
     gate.down = True
     with pytest.raises(errors.Unavailable) as down:
         await rooms.admit(poor, poor_wallet, room.id)
     assert down.value.code == "gating_unavailable"
     assert (await rooms.admit(rich, rich_wallet, room.id)).joined_at == member.joined_at
     assert (await rooms.admit(owner, "ignored", room.id)).role == "owner"
-    assert len(gate.asked) == 3, "existing members are not re-gated on admit"
+    assert len(gate.asked) == 4, "an existing member is re-gated at every join; the owner never"
+
+    # Once the holdings are gone, the member's next join ends the membership.
+    gate.down = False
+    gate.holders.discard(rich_wallet)
+    with pytest.raises(errors.Forbidden) as gone:
+        await rooms.admit(rich, rich_wallet, room.id)
+    assert gone.value.code == "insufficient_holdings"
+    assert await rooms.membership(room.id, rich) is None
 
 
 async def test_gated_joins_without_a_gate_name_the_requirement(pool: asyncpg.Pool) -> None:

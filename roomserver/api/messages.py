@@ -51,7 +51,7 @@ async def list_messages(request: Request) -> Response:
     room_id = path_uuid(request, "room_id", "room_not_found")
     query = read_query(request, MessagesQuery)
     await state.rooms.get(room_id, session.user_id)  # 404 when absent or hidden
-    if await state.rooms.membership(room_id, session.user_id) is None:
+    if await state.rooms.verified_membership(room_id, session.user_id) is None:
         raise errors.Forbidden("only members can read a room's messages", code="not_member")
     history = state.realtime.history
     rows = await history.messages(room_id, query.after_seq, query.limit + 1)

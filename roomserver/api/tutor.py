@@ -56,7 +56,7 @@ async def _member(request: Request) -> tuple[uuid.UUID, uuid.UUID, str]:
     """(room, user, role) of a current member; 404 for an unknown room, 403 for others."""
     session = await require_user(request)
     room_id = path_uuid(request, "room_id", "room_not_found")
-    participant = await app_state(request).rooms.membership(room_id, session.user_id)
+    participant = await app_state(request).rooms.verified_membership(room_id, session.user_id)
     if participant is None:
         await app_state(request).rooms.get(room_id, session.user_id)  # 404 if there is no room
         raise errors.Forbidden("only members of the room can use its tutor", code="not_member")

@@ -23,7 +23,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Protocol
 
@@ -65,6 +65,7 @@ class Decision:
     code: str | None  # None when allowed; "insufficient_holdings" / "not_in_collection"
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    checked_at: float = 0.0  # unix time the chain was read (a cached decision keeps its own)
 
 
 class GateCache(Protocol):
@@ -156,6 +157,7 @@ class Gatekeeper:
             decision = await self._check_token(owner, gate)
         else:
             decision = await self._check_nft(owner, gate)
+        decision = replace(decision, checked_at=time.time())
         await self.cache.set(key, decision, self.ttl)
         return decision
 

@@ -1,10 +1,16 @@
-"""Gated rooms stay correct while people are connected: members are re-verified on an interval.
+"""Gated rooms stay correct: every member is re-verified on an interval, connected or not.
 
-Every `interval` seconds a `Rechecker` takes each open gated room that has sockets in THIS
-process (the hub's local members; other nodes run their own), and asks the gatekeeper about
-every connected user except the room's owner with `use_cache=False` (a fresh read at
-commitment `confirmed`; the fresh decision also replaces the cached one, so a removed member
-who reconnects is refused at once). A user the gate now refuses is removed:
+Every `interval` seconds (GATE_RECHECK_SECONDS) a `Rechecker` sweeps every open gated room
+and asks the gatekeeper, with `use_cache=False` (a fresh read at commitment `confirmed`; the
+fresh decision also replaces the cached one, so a removed member who rejoins is refused at
+once), about
+- every non-owner member whose last verification (`room_participants.gate_verified_at`,
+  stamped by joins, REST reads and sweeps on any node) is at least `interval` old: so each
+  member is asked about once per interval across all nodes, and members who are not
+  connected anywhere are swept too;
+- every user with a socket in the room on THIS node who is no longer a member (their
+  membership was ended elsewhere, e.g. by a REST read's re-verification), so those sockets close.
+A member the gate admits is stamped; a user the gate now refuses is removed:
 
 1. their membership row is marked left (`RoomService.remove_unqualified`, audited);
 2. their local sockets in the room are closed with `CloseCode.NO_LONGER_QUALIFIES` (4106,
@@ -95,13 +101,12 @@ class Rechecker:
                 log.exception("gate re-check pass failed")
 
     async def run_once(self) -> int:
-        """One pass over the local members of every open gated room; how many were removed.
-        Stops without removing anyone further when the RPC cannot be reached."""
+        """One pass over every open gated room; how many memberships it ended. Stops without
+        removing anyone further when the RPC cannot be reached."""
         removed = 0
         try:
             for room in await self.rooms.open_gated_rooms():
-                if self.hub.members(str(room.id)):
-                    removed += await self.recheck_room(room)
+                removed += await self.recheck_room(room)
         except Unavailable as exc:
             self.stats.unavailable += 1
             log.warning("gate re-check skipped, nobody removed: %s (%s)", exc.message, exc.details)
@@ -110,27 +115,39 @@ class Rechecker:
         return removed
 
     async def recheck_room(self, room: Room) -> int:
-        """Re-verify the room's local members; raises Unavailable (before removing anyone)
-        when any check cannot reach the RPC."""
+        """Re-verify the room's due members and its stray local sockets' users; raises
+        Unavailable (before removing anyone) when any check cannot reach the RPC."""
         gate = room_gate(room)
-        conns = self.hub.members(str(room.id))
-        user_ids = sorted({uid for uid in (uuid_or_none(c.user_id) for c in conns) if uid is not None})
-        if gate is None or not user_ids:
+        if gate is None:
             return 0
-        subjects = await self.rooms.gate_subjects(room.id, user_ids)
-        to_check = [(uid, wallet) for uid, (wallet, role) in subjects.items() if role != "owner"]
+        conns = self.hub.members(str(room.id))
+        to_check = sorted((await self._subjects(room, conns)).items())
         answers = await asyncio.gather(*(self._check(wallet, gate) for _, wallet in to_check),
                                        return_exceptions=True)
         for answer in answers:
             if isinstance(answer, Unavailable) or not isinstance(answer, (Decision, RoomserverError)):
                 raise answer
-        removed = 0
+        removed, admitted = 0, []
         for (uid, _), answer in zip(to_check, answers, strict=True):
             if isinstance(answer, RoomserverError):  # e.g. a stored gate that is no longer valid
                 log.warning("room %s: %s cannot be checked for %s: %s", room.id, gate, uid, answer.message)
-            elif isinstance(answer, Decision) and not answer.allowed:
+            elif isinstance(answer, Decision) and answer.allowed:
+                admitted.append(uid)
+            elif isinstance(answer, Decision):
                 removed += await self._remove(room, uid, answer, conns)
+        if admitted:
+            await self.rooms.mark_gate_verified(room.id, admitted)
         return removed
+
+    async def _subjects(self, room: Room, conns: Sequence[Connection]) -> dict[uuid.UUID, str]:
+        """user -> wallet to ask about: members due for verification, and local sockets' users
+        who are no longer members."""
+        due = await self.rooms.stale_gate_members(room.id, self.interval)
+        connected = {uid for uid in (uuid_or_none(c.user_id) for c in conns) if uid is not None}
+        strays = await self.rooms.gate_subjects(room.id, sorted(connected - due.keys())) if connected else {}
+        subjects = {uid: wallet for uid, (wallet, _) in due.items()}
+        subjects.update({uid: wallet for uid, (wallet, role) in strays.items() if role is None})
+        return subjects
 
     async def _check(self, wallet: str, gate: Gate) -> Decision:
         async with self._limit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from roomserver import errors
@@ -33,13 +34,16 @@ class RoomGates:
     def __init__(self, gatekeeper: Gatekeeper):
         self.gatekeeper = gatekeeper
 
-    async def check_join(self, wallet_address: str, room: Room) -> None:
+    async def check_join(self, wallet_address: str, room: Room) -> datetime | None:
+        """When the chain was read for the (possibly cached) decision that admits the wallet;
+        raises the refusal (403) or Unavailable (503)."""
         gate = room_gate(room)
         if gate is None:
-            return
+            return None
         decision = await self.gatekeeper.check(wallet_address, gate)
         if not decision.allowed:
             raise refusal(decision)
+        return datetime.fromtimestamp(decision.checked_at, UTC) if decision.checked_at else None
 
     async def validate(self, room_type: str, address: str, min_amount: Decimal | None) -> None:
         gate = gate_of(room_type, address, min_amount)

@@ -11,8 +11,10 @@ must have a free seat (403 `room_full`, decided under a row lock so the last sea
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -33,8 +35,11 @@ from roomserver.rooms.models import (
 )
 from roomserver.values import decode_keyset, encode_keyset
 
-Gate = Callable[[str, Room], Awaitable[None]]
-"""`gate(wallet_address, room)` returns to allow a join to a gated room, raises a typed error to refuse."""
+log = logging.getLogger(__name__)
+
+Gate = Callable[[str, Room], Awaitable[datetime | None]]
+"""`gate(wallet_address, room)` returns to allow a join to a gated room (when the holdings were
+read, None: now), raises a typed error to refuse."""
 
 GateValidator = Callable[[str, str, Decimal | None], Awaitable[None]]
 """`gate_validator(room_type, mint_or_collection, min_amount)` raises a typed error for a bad gate."""
@@ -56,6 +61,18 @@ _VISIBLE = """(r.room_type <> 'private'
 _PARTICIPANT = """SELECT p.room_id, p.user_id, p.role, u.wallet_address, u.username,
     p.joined_at, p.last_active_at
     FROM room_participants p JOIN users u ON u.id = p.user_id"""
+
+GATED_TYPES = ("token_gated", "nft_gated")
+
+
+
+def _stale(p: str, interval: str) -> str:
+    """SQL: participant row `p` is a gated room's non-owner member whose holdings were
+    verified longer ago than the interval parameter `interval` (or never)."""
+    return f"""{p}.role <> 'owner'
+        AND ({p}.gate_verified_at IS NULL OR {p}.gate_verified_at <= now() - {interval}::interval)
+        AND EXISTS (SELECT 1 FROM study_rooms g WHERE g.id = {p}.room_id
+                    AND g.room_type IN ('token_gated', 'nft_gated'))"""
 
 
 def _room(row: asyncpg.Record) -> Room:
@@ -79,10 +96,11 @@ class RoomService:
     """Rooms over one asyncpg pool; `gate` and `gate_validator` plug in token/NFT gating."""
 
     def __init__(self, pool: asyncpg.Pool, gate: Gate | None = None,
-                 gate_validator: GateValidator | None = None):
+                 gate_validator: GateValidator | None = None, *, gate_recheck_seconds: float = 60):
         self._pool = pool
         self._gate = gate
         self._gate_validator = gate_validator
+        self.gate_recheck = timedelta(seconds=gate_recheck_seconds)
 
     # -- rooms ------------------------------------------------------------------------------
 
@@ -231,8 +249,10 @@ class RoomService:
         if room.my_role is not None:
             member = await self.membership(room_id, user_id)
             if member is not None:
+                if room.room_type in GATED_TYPES and member.role != "owner":
+                    await self._reverify(room, member)  # every join; the gate's cache keeps it cheap
                 return member
-        await self._check_may_join(room, user_id, wallet_address)
+        verified_at = await self._check_may_join(room, user_id, wallet_address)
         async with self._pool.acquire() as conn, conn.transaction():
             room = await self._locked_open_room(conn, room_id, user_id)
             await self._check_may_enter(room, user_id, conn)
@@ -242,10 +262,12 @@ class RoomService:
                         f"the room is full ({room.max_participants} participants)",
                         code="room_full", details={"max_participants": room.max_participants})
                 await conn.execute(
-                    """INSERT INTO room_participants (room_id, user_id) VALUES ($1, $2)
+                    """INSERT INTO room_participants (room_id, user_id, gate_verified_at)
+                       VALUES ($1, $2, $3)
                        ON CONFLICT (room_id, user_id) DO UPDATE SET is_member = true,
                          role = 'member', joined_at = now(), last_active_at = now(),
-                         left_at = NULL""", room_id, user_id)
+                         left_at = NULL, gate_verified_at = EXCLUDED.gate_verified_at""",
+                    room_id, user_id, verified_at)
                 await conn.execute(  # an invitation admits once; rejoining needs a new one
                     "DELETE FROM room_invitations WHERE room_id = $1 AND user_id = $2",
                     room_id, user_id)
@@ -267,8 +289,9 @@ class RoomService:
             raise errors.Forbidden("you are banned from this room", code="banned",
                                    details={"reason": banned["ban_reason"]})
 
-    async def _check_may_join(self, room: Room, user_id: uuid.UUID, wallet_address: str) -> None:
-        """The checks a newcomer (not yet a member) must pass before a seat is taken."""
+    async def _check_may_join(self, room: Room, user_id: uuid.UUID, wallet_address: str) -> datetime | None:
+        """The checks a newcomer (not yet a member) must pass before a seat is taken; for a
+        gated room, when the holdings that admit them were read."""
         if room.room_type == "private":
             invited = await self._pool.fetchval(
                 "SELECT 1 FROM room_invitations WHERE room_id = $1 AND user_id = $2",
@@ -286,7 +309,8 @@ class RoomService:
                              "access_token_mint": room.access_token_mint,
                              "min_token_amount": room.min_token_amount,
                              "access_nft_collection": room.access_nft_collection})
-            await self._gate(wallet_address, room)
+            return await self._gate(wallet_address, room) or datetime.now(UTC)
+        return None
 
     async def leave(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
         """End a membership; the owner cannot leave (close the room instead)."""
@@ -315,7 +339,69 @@ class RoomService:
             "UPDATE study_rooms SET room_nft_mint = $2, metadata_uri = $3, updated_at = now() WHERE id = $1",
             room_id, mint, metadata_uri)
 
-    # -- gating re-checks (roomserver.gating.recheck) ----------------------------------------------
+    # -- gating re-checks (here, and roomserver.gating.recheck) -------------------------------
+
+    async def verified_membership(self, room_id: uuid.UUID, user_id: uuid.UUID) -> Participant | None:
+        """`membership`, for REST reads of a room (history, documents, tutor): a gated room's
+        member whose last on-chain verification is older than `gate_recheck_seconds` is
+        re-verified first (the gate's cached decision may answer). One the gate now refuses
+        loses the membership (audited `room.gate_removed`) and gets None. While the gate
+        cannot answer (Unavailable) the member is kept and not re-stamped: the next read asks again."""
+        row = await self._pool.fetchrow(
+            f"""SELECT q.*, ({_stale("q", "$3")}) AS stale FROM (
+                    SELECT p.room_id, p.user_id, p.role, u.wallet_address, u.username, p.joined_at,
+                           p.last_active_at, p.gate_verified_at
+                    FROM room_participants p JOIN users u ON u.id = p.user_id
+                    WHERE p.room_id = $1 AND p.user_id = $2 AND p.is_member) q""",
+            room_id, user_id, self.gate_recheck)
+        if row is None:
+            return None
+        data = dict(row)
+        stale = data.pop("stale")
+        data.pop("gate_verified_at")
+        member = Participant(**data)
+        if stale:
+            try:
+                await self._reverify(await self._fetch(self._pool, room_id, user_id), member)
+            except errors.Forbidden:
+                return None
+        return member
+
+    async def _reverify(self, room: Room, member: Participant) -> None:
+        """Ask the gate about a current member of gated `room`: stamp the verification time,
+        or end the membership and raise the gate's refusal. Unavailable keeps the member."""
+        if self._gate is None:
+            return
+        try:
+            verified_at = await self._gate(member.wallet_address, room)
+        except errors.Forbidden as refusal:
+            await self.remove_unqualified(room.id, member.user_id, refusal.code, refusal.message)
+            raise
+        except errors.Unavailable as exc:
+            log.warning("room %s: member %s kept unverified: %s", room.id, member.user_id, exc.code)
+            return
+        await self.mark_gate_verified(room.id, [member.user_id], verified_at)
+
+    async def mark_gate_verified(self, room_id: uuid.UUID, user_ids: list[uuid.UUID],
+                                 at: datetime | None = None) -> None:
+        """The gate admitted these members on holdings read `at` (default now). The stamp only
+        moves forward: a cached decision older than the stamp changes nothing."""
+        await self._pool.execute(
+            """UPDATE room_participants
+               SET gate_verified_at = GREATEST(gate_verified_at, COALESCE($3, now()))
+               WHERE room_id = $1 AND user_id = ANY($2::uuid[]) AND is_member""", room_id, user_ids, at)
+
+    async def stale_gate_members(self, room_id: uuid.UUID,
+                                 older_than: float) -> dict[uuid.UUID, tuple[str, Role]]:
+        """Non-owner members of gated `room_id` whose last verification is at least
+        `older_than` seconds old (or who were never verified): user -> (wallet, role)."""
+        rows = await self._pool.fetch(
+            f"""SELECT p.user_id, u.wallet_address, p.role FROM room_participants p
+                JOIN users u ON u.id = p.user_id
+                WHERE p.room_id = $1 AND p.is_member AND {_stale("p", "$2")}""",
+            room_id, timedelta(seconds=older_than))
+        return {row["user_id"]: (row["wallet_address"], row["role"]) for row in rows}
+
 
     async def open_gated_rooms(self) -> list[Room]:
         """Every open token_gated / nft_gated room (seen by nobody: `my_role` is None)."""
