@@ -15,7 +15,18 @@ from roomserver.store.migrations import migrate
 from roomserver.store.pgembed import EmbeddedPostgres
 from roomserver.store.ports import free_port
 
-pytest_plugins = ["tests.library_fixtures"]
+# The service fixtures, for every test module without importing them: Postgres and the app are
+# defined here; Redis, the ledger, the model, the Anthropic stand-in and the library app in their
+# plugin modules. All are lazy: a test that asks for none of them starts nothing (tests/unit
+# relies on it, and refuses a test that asks). A plugin imported by another is listed first, so
+# pytest rewrites its asserts before anything imports it.
+pytest_plugins = [
+    "tests.model_fixtures",  # embedder
+    "tests.redis_fixtures",  # redis_url, redis_server
+    "tests.ledger.fixtures",  # ledger, rpc, payer
+    "tests.fake_anthropic",  # fake
+    "tests.library_fixtures",  # url, client
+]
 
 TEMPLATE = "rs_template"
 _counter = itertools.count()

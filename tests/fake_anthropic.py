@@ -12,6 +12,9 @@ request (headers and JSON body) and plays scripted behaviours in order:
     fake.script(Stall(["Hmm"]))                  # some deltas, then silence
 
 With nothing scripted it answers `Reply(default_pieces)`.
+
+As a pytest plugin (tests/conftest.py) it gives every module the `fake` fixture: one server per
+module, its script and recordings shared by the module's tests.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -153,3 +157,9 @@ class FakeAnthropic:
                 yield self
             finally:
                 self._release.set()  # let stalled streams end so shutdown does not wait on them
+
+
+@pytest.fixture(scope="module")
+async def fake() -> AsyncIterator[FakeAnthropic]:
+    async with FakeAnthropic().serve() as server:
+        yield server

@@ -17,7 +17,6 @@ from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder, MiniLMEmbedder
 from roomserver.store.ports import free_port
 from tests.clients import SignedInUser
-from tests.model_fixtures import shared_minilm
 from tests.servers import run_app
 
 
@@ -65,12 +64,8 @@ async def search(http: httpx.AsyncClient, user: SignedInUser, q: str, **params: 
     return results
 
 
-# fixtures (a plugin of tests/conftest.py) for modules that serve the library with the session's model
-
-@pytest.fixture(scope="session")
-def embedder() -> MiniLMEmbedder:
-    return shared_minilm()
-
+# fixtures (a plugin of tests/conftest.py) for modules that serve the library with the session's
+# model (`embedder`, from tests.model_fixtures)
 
 @pytest.fixture(scope="module")
 async def url(settings: Settings, embedder: MiniLMEmbedder) -> AsyncIterator[str]:

@@ -1,11 +1,7 @@
 """The real embedding model and tokenizer, built once per test process.
 
-Use through fixtures in a test module, e.g.
-
-    @pytest.fixture(scope="session")
-    def embedder() -> MiniLMEmbedder:
-        return shared_minilm()
-
+A pytest plugin (tests/conftest.py): the `embedder` fixture is the session's loaded model.
+`shared_lazy_minilm()` is the same model unloaded, for apps under test that may never embed.
 Loading takes ~10 s on these machines (mostly `import sentence_transformers`), so every test
 module shares the one instance here. A missing model fails loudly: nothing is skipped.
 """
@@ -13,6 +9,8 @@ module shares the one instance here. A missing model fails loudly: nothing is sk
 from __future__ import annotations
 
 import functools
+
+import pytest
 
 from roomserver.library.embeddings import MiniLMEmbedder, WordPieceCounter
 
@@ -33,3 +31,9 @@ def shared_token_counter() -> WordPieceCounter:
 def shared_lazy_minilm() -> MiniLMEmbedder:
     """The session's one model, loaded on first use: apps under test that never embed pay nothing."""
     return MiniLMEmbedder()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> MiniLMEmbedder:
+    """The session's one model, loaded."""
+    return shared_minilm()

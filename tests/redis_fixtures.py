@@ -1,6 +1,4 @@
-"""Real Redis for tests. Import the fixtures into a test module (or use as a pytest plugin):
-
-    from tests.redis_fixtures import redis_url, redis_server  # noqa: F401
+"""Real Redis for tests, as a pytest plugin (tests/conftest.py): every module may ask for:
 
 `redis_url`: a redis-server of the test session's own.
 `redis_server`: a private `redis-server` on a free loopback port, for tests that kill

@@ -12,11 +12,11 @@ import redis.asyncio as aioredis
 from roomserver.errors import Unavailable
 from roomserver.realtime import broker as b
 from tests.fakes import Inbox, wait_until
-from tests.redis_fixtures import RedisServer, redis_server, redis_url  # noqa: F401
+from tests.redis_fixtures import RedisServer
 
 
 @pytest.fixture
-async def pair(redis_url: str) -> AsyncIterator[tuple[b.RedisBroker, b.RedisBroker]]:  # noqa: F811
+async def pair(redis_url: str) -> AsyncIterator[tuple[b.RedisBroker, b.RedisBroker]]:
     one, two = b.RedisBroker(redis_url), b.RedisBroker(redis_url)
     await one.start()
     await two.start()
@@ -28,7 +28,7 @@ async def pair(redis_url: str) -> AsyncIterator[tuple[b.RedisBroker, b.RedisBrok
 
 
 async def test_redis_fan_out_between_two_nodes(
-    pair: tuple[b.RedisBroker, b.RedisBroker], redis_url: str  # noqa: F811
+    pair: tuple[b.RedisBroker, b.RedisBroker], redis_url: str
 ) -> None:
     one, two = pair
     assert one.healthy and two.healthy
@@ -65,7 +65,7 @@ async def _started(url: str) -> tuple[b.RedisBroker, Inbox, list[frozenset[str]]
     return broker, inbox, hooks, channel
 
 
-async def test_listener_survives_client_kill(redis_server: RedisServer) -> None:  # noqa: F811
+async def test_listener_survives_client_kill(redis_server: RedisServer) -> None:
     sub, inbox, hooks, channel = await _started(redis_server.url)
     pub = b.RedisBroker(redis_server.url)
     await pub.start()
@@ -83,7 +83,7 @@ async def test_listener_survives_client_kill(redis_server: RedisServer) -> None:
         await pub.close()
 
 
-async def test_listener_survives_redis_restart(redis_server: RedisServer) -> None:  # noqa: F811
+async def test_listener_survives_redis_restart(redis_server: RedisServer) -> None:
     sub, inbox, hooks, channel = await _started(redis_server.url)
     pub = b.RedisBroker(redis_server.url)
     await pub.start()

@@ -8,12 +8,6 @@ import numpy as np
 import pytest
 
 from roomserver.library.embeddings import MiniLMEmbedder
-from tests.model_fixtures import shared_minilm
-
-
-@pytest.fixture(scope="session")
-def embedder() -> MiniLMEmbedder:
-    return shared_minilm()
 
 
 async def test_published_example_pair(embedder: MiniLMEmbedder) -> None:

@@ -27,9 +27,6 @@ from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper, MemoryGateC
 from roomserver.ledger.process import LedgerProcess
 from roomserver.store.ports import free_port
 from tests.fakes import FakeClock
-from tests.ledger.fixtures import ledger, payer, rpc
-
-__all__ = ["ledger", "payer", "rpc"]
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from roomserver.errors import Unavailable
 from roomserver.realtime.broker import RedisBroker, room_messages
 from roomserver.realtime.hub import Connection
 from tests.fakes import History, Outlet, make_hub, wait_until
-from tests.redis_fixtures import RedisServer, redis_server, redis_url  # noqa: F401
+from tests.redis_fixtures import RedisServer
 
 
 async def test_1000_events_from_several_publishers_reach_two_hubs_in_order(
-    redis_url: str,  # noqa: F811
+    redis_url: str,
 ) -> None:
     history, room = History(), uuid.uuid4().hex
     subs = [RedisBroker(redis_url) for _ in range(2)]
@@ -50,7 +50,7 @@ async def test_1000_events_from_several_publishers_reach_two_hubs_in_order(
 
 
 async def test_events_published_during_a_redis_outage_are_repaired(
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> None:
     history, room = History(), "r-outage"
     sub = RedisBroker(redis_server.url, ping_interval=0.5, backoff_min=0.02, backoff_max=0.3)

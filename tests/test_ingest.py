@@ -27,12 +27,6 @@ from tests import pdfs
 from tests.bombs import amplifying_csv, nested_markdown
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, serve, upload, wait_job
-from tests.model_fixtures import shared_minilm
-
-
-@pytest.fixture(scope="session")
-def embedder() -> MiniLMEmbedder:
-    return shared_minilm()
 
 
 @pytest.fixture(scope="module")

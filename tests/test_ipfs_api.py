@@ -11,9 +11,6 @@ from roomserver.config import Settings
 from roomserver.ledger.process import LedgerProcess
 from roomserver.store.blobstore import LocalBlobStore
 from roomserver.store.ports import free_port
-from tests.ledger.fixtures import ledger
-
-__all__ = ["ledger"]
 
 # `printf 'hello world' | ipfs add --cid-version=1 --raw-leaves -Q`
 HELLO_WORLD_CID = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"

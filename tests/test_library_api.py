@@ -16,16 +16,10 @@ from roomserver.library.embeddings import MiniLMEmbedder
 from roomserver.store.ports import free_port
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, serve, upload, wait_job
-from tests.model_fixtures import shared_minilm
 
 NOTES = (b"Mitochondria are the powerhouse of the cell. They make ATP by oxidative phosphorylation.\n\n"
          b"The inner membrane folds into cristae, which enlarge its surface.\n")
 CAP = 256 * 1024
-
-
-@pytest.fixture(scope="session")
-def embedder() -> MiniLMEmbedder:
-    return shared_minilm()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Migrations apply on an empty embedded PostgreSQL with pgvector, twice, and from two processes at once."""
+"""Migrations apply on an empty embedded PostgreSQL with pgvector, twice, and from two processes
+that provably overlap (both wait on the migration lock at once)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import asyncpg
 
-from roomserver.store.migrations import load, migrate
+from roomserver.store.migrations import LOCK_KEY, load, migrate
 from roomserver.store.pgembed import EmbeddedPostgres
 
 
@@ -37,16 +38,38 @@ async def test_apply_twice_is_a_no_op(pg: EmbeddedPostgres) -> None:
         await conn.close()
 
 
+async def _lock_waiters(conn: asyncpg.Connection) -> int:
+    """Sessions of this database blocked on the migration lock (a bigint key: classid:objid)."""
+    return int(await conn.fetchval(
+        """SELECT count(*) FROM pg_locks
+           WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND ((classid::bigint << 32) | objid::bigint) = $1""", LOCK_KEY))
+
+
 async def test_two_processes_at_once(pg: EmbeddedPostgres) -> None:
+    """The test holds the migration lock while both processes start, so both must wait on it
+    at the same time; after the release exactly one applies and the other finds it done."""
     url = await _fresh(pg, "mig_concurrent")
     env = {**os.environ, "DATABASE_URL": url}
-    procs = [
-        await asyncio.create_subprocess_exec(sys.executable, "-m", "roomserver", "migrate", env=env,
-                                             stdout=asyncio.subprocess.PIPE,
-                                             stderr=asyncio.subprocess.STDOUT)
-        for _ in range(2)
-    ]
-    outputs = [(await p.communicate())[0].decode() for p in procs]
+    holder = await asyncpg.connect(url)
+    try:
+        await holder.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
+        procs = [
+            await asyncio.create_subprocess_exec(sys.executable, "-m", "roomserver", "migrate", env=env,
+                                                 stdout=asyncio.subprocess.PIPE,
+                                                 stderr=asyncio.subprocess.STDOUT)
+            for _ in range(2)
+        ]
+        async with asyncio.timeout(60):
+            while await _lock_waiters(holder) < 2:
+                assert all(p.returncode is None for p in procs), "a migrate exited without waiting"
+                await asyncio.sleep(0.05)
+        assert await holder.fetchval("SELECT to_regclass('schema_migrations')") is None
+        await holder.execute("SELECT pg_advisory_unlock($1)", LOCK_KEY)
+        outputs = [(await p.communicate())[0].decode() for p in procs]
+    finally:
+        await holder.close()
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sum("applied" in out for out in outputs) == 1, outputs
     assert sum("up to date" in out for out in outputs) == 1, outputs

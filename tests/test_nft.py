@@ -22,9 +22,7 @@ from roomserver.nft.minting import NftService
 from roomserver.nft.quota import SponsorLimits
 from roomserver.rooms import RoomService
 from roomserver.store.blobstore import MemoryBlobStore
-from tests.ledger.fixtures import ledger, payer, rpc
 
-__all__ = ["ledger", "payer", "rpc"]
 NEW_ROOMS_MINTABLE = SponsorLimits(room_min_age_seconds=0)
 
 

@@ -44,10 +44,8 @@ from roomserver.gating.gatekeeper import Gate, Gatekeeper, MemoryGateCache
 from roomserver.ledger.process import LedgerProcess
 from roomserver.store.ports import free_port
 from tests.clients import SignedInUser, sign_in
-from tests.ledger.fixtures import ledger, payer, rpc
 from tests.servers import run_app
 
-__all__ = ["ledger", "payer", "rpc"]
 T22 = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
 ROOM_MIN_AGE = 1  # seconds a room must age before a sponsored mint
 USER_MINTS_PER_DAY = 3

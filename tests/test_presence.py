@@ -10,14 +10,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from roomserver.realtime.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
-from tests.redis_fixtures import redis_url  # noqa: F401
 
 TTL = 1.0
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def make_store(
-    request: pytest.FixtureRequest, redis_url: str  # noqa: F811
+    request: pytest.FixtureRequest, redis_url: str
 ) -> AsyncIterator[Callable[..., Presence]]:
     if request.param == "memory":
         shared = MemoryPresence(ttl=TTL, typing_ttl=0.5)
@@ -99,7 +98,7 @@ async def test_typing_is_ephemeral(make_store: Callable[..., Presence]) -> None:
     assert await store.typing("r4") == []
 
 
-async def test_redis_keys_expire_by_themselves(redis_url: str) -> None:  # noqa: F811
+async def test_redis_keys_expire_by_themselves(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     prefix = f"test-presence-{uuid.uuid4().hex}"
     try:

@@ -29,9 +29,7 @@ from roomserver.rooms import RoomDraft, RoomService
 from roomserver.store.db import create_pool
 from roomserver.store.ports import free_port
 from tests.fakes import Outlet, wait_until
-from tests.ledger.fixtures import ledger, payer, rpc
 
-__all__ = ["ledger", "payer", "rpc"]
 DUE = 0.1  # seconds after which a verification is due (the sweep's interval)
 
 

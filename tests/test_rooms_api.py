@@ -18,9 +18,6 @@ from roomserver.config import Settings
 from roomserver.identity.wallet import Wallet
 from roomserver.ledger.process import LedgerProcess
 from tests.clients import SignedInUser, sign_in
-from tests.ledger.fixtures import ledger, payer, rpc
-
-__all__ = ["ledger", "payer", "rpc"]
 
 MINT = "So11111111111111111111111111111111111111112"  # shape-valid; only for bodies refused before the ledger is asked
 

@@ -54,12 +54,6 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeAnthropic]:
-    async with FakeAnthropic().serve() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 async def world(pool: asyncpg.Pool, embedder: MiniLMEmbedder) -> dict[str, Any]:
     owner, student, outsider = [await add_user(pool) for _ in range(3)]
     room = await add_room(pool, owner, student)

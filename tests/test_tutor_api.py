@@ -22,7 +22,6 @@ from tests.clients import SignedInUser, sign_in
 from tests.fake_anthropic import FakeAnthropic, Reply
 from tests.library_fixtures import serve
 from tests.model_fixtures import shared_minilm
-from tests.redis_fixtures import redis_url  # noqa: F401
 from tests.tutor_world import ENZYME_PAGES, add_document
 from tests.ws_client import RoomClient, create_room
 
@@ -35,12 +34,6 @@ def embedder() -> MiniLMEmbedder:
     return shared_minilm()
 
 
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeAnthropic]:
-    async with FakeAnthropic().serve() as server:
-        yield server
-
-
 def node_settings(database_url: str, redis: str, fake: FakeAnthropic, data: Path) -> Settings:
     port = free_port()
     return Settings.from_env(
@@ -51,7 +44,7 @@ def node_settings(database_url: str, redis: str, fake: FakeAnthropic, data: Path
 
 
 @pytest.fixture(scope="module")
-async def nodes(database_url: str, redis_url: str, fake: FakeAnthropic,  # noqa: F811
+async def nodes(database_url: str, redis_url: str, fake: FakeAnthropic,
                 embedder: MiniLMEmbedder, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[str]]:
     one = node_settings(database_url, redis_url, fake, tmp_path_factory.mktemp("node1"))
     two = node_settings(database_url, redis_url, fake, tmp_path_factory.mktemp("node2"))

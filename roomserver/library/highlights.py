@@ -163,8 +163,13 @@ class PageTexts:
         if pending is None:
             pending = asyncio.ensure_future(self._compute(document_id, version, load))
             self._pending[key] = pending
-            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+            pending.add_done_callback(lambda done: self._settled(key, done))
         return await asyncio.shield(pending)
+
+    def _settled(self, key: tuple[uuid.UUID, datetime], done: asyncio.Future[PagedText]) -> None:
+        self._pending.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: every caller may have gone (cancelled) before it failed
 
     async def _compute(self, document_id: uuid.UUID, version: datetime,
                        load: Callable[[], Awaitable[list[str]]]) -> PagedText:

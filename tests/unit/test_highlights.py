@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -86,3 +87,14 @@ async def test_the_cache_is_bounded_by_entries_and_characters() -> None:
     await cache.get(huge, now, Pages("x" * 21))  # larger than the whole budget: not kept
     await cache.get(huge, now, Pages("x" * 21))
     assert cache.computed == 6
+
+
+async def test_a_failed_load_reaches_its_callers_and_is_not_cached() -> None:
+    cache, doc, now = PageTexts(), uuid.uuid4(), datetime.now(UTC)
+
+    async def broken() -> list[str]:
+        raise ConnectionError("database went away")
+
+    with pytest.raises(ConnectionError):
+        await cache.get(doc, now, broken)
+    assert (await cache.get(doc, now, Pages("back again"))).text == "back again"

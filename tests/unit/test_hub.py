@@ -24,6 +24,7 @@ async def test_subscribes_once_per_room_and_shares_one_encoded_str() -> None:
     typing = p.encode(p.TypingStatus(room_id="r1", user_id="alice", typing=True))
     hub.deliver("r1", typing, ephemeral=True)
     assert a.seqs() == b.seqs() == [1]
+    assert a.frames[0] is b.frames[0]  # the broker's bytes decoded once for the room
     assert a.frames[1] is b.frames[1] is typing  # one object for every socket
     await hub.leave(ca)
     assert broker.channels == set(Hub.channels("r1"))
