@@ -37,7 +37,9 @@ from roomserver.config import Settings
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.gating.recheck import LocalMembers, Publisher, Rechecker
 from roomserver.gating.rooms import RoomGates
+from roomserver.identity.purge import ChallengeCap, Purger
 from roomserver.identity.sessions import SessionStore
+from roomserver.identity.signin import SignIn
 from roomserver.ledger.process import start_ledger
 from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder, MiniLMEmbedder
@@ -139,6 +141,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         ip_limiter=RateLimiter(rate=per_second * 4, burst=max(40, settings.rate_limit_per_minute)),
         modes=modes,
     )
+    start_signin(state, stack)
 
     async def database_health() -> dict[str, Any]:
         await pool.fetchval("SELECT 1")
@@ -250,6 +253,17 @@ async def open_gate_cache(settings: Settings, stack: AsyncExitStack, modes: dict
     stack.push_async_callback(client.aclose)
     modes["gating"] = "gate decisions cached in Redis (shared by every node)"
     return RedisGateCache(client)
+
+
+def start_signin(state: AppState, stack: AsyncExitStack) -> None:
+    """Sign-in with its cap on outstanding challenges, and the purge of expired challenges and
+    sessions every PURGE_INTERVAL_SECONDS (its first pass at once); `stack` stops the purge."""
+    settings = state.settings
+    cap = ChallengeCap(settings.challenge_cap, retry_after=settings.purge_interval_seconds)
+    state.signin = SignIn(state.db, state.sessions, settings, cap)
+    state.purger = Purger(state.db, cap, interval=settings.purge_interval_seconds)
+    state.purger.start()
+    stack.push_async_callback(state.purger.close)
 
 
 def start_rechecker(state: AppState, stack: AsyncExitStack, hub: LocalMembers,

@@ -77,6 +77,8 @@ class Settings:
     allowed_origins: Origins = Field((), description="comma-separated browser origins allowed for CORS and WebSocket `Origin` checks; empty: `PUBLIC_ORIGIN` only")
     session_ttl_seconds: int = Field(86400, gt=0, description="lifetime of a sign-in session")
     nonce_ttl_seconds: int = Field(600, gt=0, description="lifetime of a sign-in challenge")
+    challenge_cap: int = Field(100_000, gt=0, description="most sign-in challenges outstanding (unconsumed, unexpired) across the deployment; past it, 429 `challenges_exhausted`")
+    purge_interval_seconds: int = Field(300, gt=0, description="how often expired sign-in challenges and sessions are deleted (also at start-up)")
     max_body_bytes: int = Field(1 << 20, gt=0, description="largest JSON request body")
     max_upload_bytes: int = Field(50 << 20, gt=0, description="largest document upload")
     ingest_concurrency: int = Field(2, gt=0, description="document ingestion jobs run at once per process")

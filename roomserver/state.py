@@ -12,7 +12,9 @@ from roomserver.achievements import Achievements
 from roomserver.config import Settings
 from roomserver.gating.gatekeeper import Gatekeeper
 from roomserver.gating.recheck import Rechecker
+from roomserver.identity.purge import Purger
 from roomserver.identity.sessions import SessionStore
+from roomserver.identity.signin import SignIn
 from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder
 from roomserver.library.highlights import Highlights
@@ -35,6 +37,8 @@ class AppState:
     user_limiter: RateLimiter
     ip_limiter: RateLimiter
     modes: dict[str, str] = field(default_factory=dict)
+    signin: SignIn = field(init=False)
+    purger: Purger | None = None
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     rooms: RoomService = field(init=False)
     gatekeeper: Gatekeeper = field(init=False)

@@ -76,8 +76,7 @@ class AchievementList(BaseModel):
 
 
 def _signin(request: Request) -> SignIn:
-    state = app_state(request)
-    return SignIn(state.db, state.sessions, state.settings)
+    return app_state(request).signin
 
 
 async def challenge(request: Request) -> Response:

@@ -9,6 +9,7 @@ import asyncpg
 
 from roomserver.config import Settings
 from roomserver.identity import siws, users
+from roomserver.identity.purge import ChallengeCap
 from roomserver.identity.sessions import SessionStore
 
 STATEMENT = "Sign in to roomserver to join your study rooms."
@@ -30,18 +31,23 @@ class SignedIn:
 
 
 class SignIn:
-    def __init__(self, pool: asyncpg.Pool, sessions: SessionStore, settings: Settings):
+    def __init__(self, pool: asyncpg.Pool, sessions: SessionStore, settings: Settings,
+                 cap: ChallengeCap | None = None):
         self._pool = pool
         self._sessions = sessions
         self._settings = settings
+        self._cap = cap
 
     async def challenge(self, address: str | None) -> Challenge:
         """A fresh nonce and the sign-in input naming this server; the exact text when the
-        wallet address is known (wallets that only do `signMessage` sign that text)."""
+        wallet address is known (wallets that only do `signMessage` sign that text).
+        429 `challenges_exhausted` past the cap on outstanding challenges."""
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=self._settings.nonce_ttl_seconds)
         if address is not None:
             siws.decode_public_key(address)  # a valid base58 ed25519 key, or `malformed`
+        if self._cap is not None:
+            self._cap.take()
         inp = siws.SignInInput(
             domain=self._settings.domain, address=address, statement=STATEMENT,
             uri=self._settings.origin, version="1", chain_id=self._settings.solana_chain_id,
@@ -88,8 +94,3 @@ class SignIn:
             await users.audit(conn, user.id, "auth.sign_in", "user", user.id,
                               {"created": created}, ip)
         return SignedIn(token=token, expires_at=expires_at, user=user, created=created)
-
-    async def purge_expired_nonces(self) -> int:
-        result = await self._pool.execute(
-            "DELETE FROM siws_nonces WHERE expires_at < now() - interval '1 day'")
-        return int(result.split()[-1])
