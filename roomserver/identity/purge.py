@@ -10,8 +10,8 @@ its locks for long:
 Then it counts the outstanding challenges (unconsumed, unexpired) for `ChallengeCap`.
 
 `ChallengeCap(limit)`: at most `limit` challenges outstanding across the deployment. Its count
-is the last sweep's plus those this node issued since, so N nodes may overshoot by what the
-others issued within one interval. Past it, a challenge is refused with 429
+is the last sweep's plus those this node stored (or is storing) since the sweep began, so N
+nodes may overshoot by what the others issued within one interval. Past it, a challenge is refused with 429
 `challenges_exhausted` (retry after the next sweep) instead of growing the table.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -43,18 +44,31 @@ class ChallengeCap:
             raise ValueError("the challenge cap must be positive")
         self.limit, self.retry_after = limit, retry_after
         self.counted = 0  # outstanding at the last sweep
-        self.issued = 0  # issued by this node since
+        self.pending = 0  # being stored by this node now
+        self.issued = 0  # stored by this node, not known to be in `counted`
 
-    def take(self) -> None:
-        """Count one more challenge, or raise 429 `challenges_exhausted` at the cap."""
-        if self.counted + self.issued >= self.limit:
+    @property
+    def estimate(self) -> int:
+        return self.counted + self.pending + self.issued
+
+    @contextlib.contextmanager
+    def issuing(self) -> Iterator[None]:
+        """Around storing one challenge: 429 `challenges_exhausted` at the cap, else counted."""
+        if self.estimate >= self.limit:
             raise RateLimited("too many sign-in challenges are outstanding; try again shortly",
                               retry_after=self.retry_after, code="challenges_exhausted")
+        self.pending += 1
+        try:
+            yield
+        finally:
+            self.pending -= 1
         self.issued += 1
 
-    def observe(self, outstanding: int) -> None:
-        """The sweep's count replaces the estimate."""
-        self.counted, self.issued = outstanding, 0
+    def observe(self, outstanding: int, *, issued_before: int) -> None:
+        """A sweep counted `outstanding`; it started when `issued` was `issued_before`, so
+        those are in its count (later ones may be too: counted twice, never missed)."""
+        self.counted = outstanding
+        self.issued -= min(issued_before, self.issued)
 
 
 @dataclass
@@ -90,9 +104,10 @@ class Purger:
         """One pass: delete what has expired, then count what is outstanding."""
         self.stats.nonces += await delete_in_batches(self._pool, _DELETE_NONCES, self.batch)
         self.stats.sessions += await delete_in_batches(self._pool, _DELETE_SESSIONS, self.batch)
+        issued_before = self.cap.issued if self.cap is not None else 0
         self.stats.outstanding = int(await self._pool.fetchval(_OUTSTANDING))
         if self.cap is not None:
-            self.cap.observe(self.stats.outstanding)
+            self.cap.observe(self.stats.outstanding, issued_before=issued_before)
         self.stats.passes += 1
         return self.stats
 

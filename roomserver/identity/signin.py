@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -46,19 +47,18 @@ class SignIn:
         expires = now + timedelta(seconds=self._settings.nonce_ttl_seconds)
         if address is not None:
             siws.decode_public_key(address)  # a valid base58 ed25519 key, or `malformed`
-        if self._cap is not None:
-            self._cap.take()
         inp = siws.SignInInput(
             domain=self._settings.domain, address=address, statement=STATEMENT,
             uri=self._settings.origin, version="1", chain_id=self._settings.solana_chain_id,
             nonce=siws.new_nonce(), issued_at=siws.format_timestamp(now),
             expiration_time=siws.format_timestamp(expires),
         )
-        await self._pool.execute(
-            """INSERT INTO siws_nonces (nonce, address, domain, uri, chain_id, statement, issued_at, expires_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-            inp.nonce, address, inp.domain, inp.uri, inp.chain_id, inp.statement, now, expires,
-        )
+        with self._cap.issuing() if self._cap is not None else contextlib.nullcontext():
+            await self._pool.execute(
+                """INSERT INTO siws_nonces (nonce, address, domain, uri, chain_id, statement, issued_at, expires_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                inp.nonce, address, inp.domain, inp.uri, inp.chain_id, inp.statement, now, expires,
+            )
         message = siws.build_message(inp) if address is not None else None
         assert inp.nonce is not None
         return Challenge(nonce=inp.nonce, input=inp, message=message)
