@@ -11,10 +11,11 @@ Implementations: `MemoryBlobStore` (tests, one process) and `LocalBlobStore` (a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
-import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -23,6 +24,7 @@ from roomserver.store.cid import CidHasher, cid_for_bytes, parse_cid
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 COPY_CHUNK = 1 << 20
+STALE_TMP_SECONDS = 3600.0
 
 
 class BlobStore(Protocol):
@@ -110,15 +112,18 @@ class LocalBlobStore:
     """Blobs as files under `root`: `root/<shard>/<cid>` with `<cid>.type` beside.
 
     Writes go to a temporary file in `root/tmp` and are renamed into place, so a reader never
-    sees a partial blob and a crash leaves at most a stray temporary file. The shard is two
+    sees a partial blob and a crash leaves at most a stray temporary file, which the next
+    opening of the store removes once it is an hour old (`stale_after`). The shard is two
     characters of the CID (the leading characters are the same for every CID). File I/O runs
     in worker threads.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, stale_after: float = STALE_TMP_SECONDS) -> None:
+        """Opening the store removes temporary files older than `stale_after` seconds."""
         self.root = Path(root)
         self._tmp = self.root / "tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self.clear_temporary(older_than=stale_after)
 
     async def put(self, data: bytes, content_type: str) -> str:
         check_content_type(content_type)
@@ -203,7 +208,14 @@ class LocalBlobStore:
         except FileNotFoundError:
             return DEFAULT_CONTENT_TYPE
 
-    def clear_temporary(self) -> None:
-        """Remove temporary files left by interrupted writes (call at start-up)."""
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        self._tmp.mkdir(parents=True, exist_ok=True)
+    def clear_temporary(self, *, older_than: float = 0.0) -> int:
+        """Remove temporary files of interrupted writes last changed more than `older_than`
+        seconds ago (newer ones may be another process's write in progress); how many went."""
+        cutoff = time.time() - older_than
+        removed = 0
+        for entry in os.scandir(self._tmp):
+            with contextlib.suppress(OSError):  # gone already, or not ours to remove
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
