@@ -35,7 +35,7 @@ from roomserver.api.ws import routes as ws_routes
 from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
-from roomserver.gating.recheck import LocalMembers, Publisher, Rechecker
+from roomserver.gating.recheck import LocalUsers, Rechecker, Remove
 from roomserver.gating.rooms import RoomGates
 from roomserver.identity.purge import ChallengeCap, Purger
 from roomserver.identity.sessions import SessionStore
@@ -50,7 +50,9 @@ from roomserver.nft import minting as nft
 from roomserver.protocol import HighlightCreate
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime.broker import redis_client
-from roomserver.realtime.node import Caller, open_realtime
+from roomserver.realtime.frames import Frames, Hooks, TutorHandler
+from roomserver.realtime.history import History
+from roomserver.realtime.node import Caller, FrameObserver, open_realtime
 from roomserver.rooms import RoomService
 from roomserver.state import AppState
 from roomserver.store.blobstore import LocalBlobStore
@@ -64,17 +66,18 @@ log = logging.getLogger("roomserver")
 API_VERSION = "0.1.0"
 
 
-def start_recorder(settings: Settings, stack: AsyncExitStack, state: AppState, modes: dict[str, str]) -> None:
-    """Opt-in traffic recording (RECORD_ROOMS) into the load-test trace format, pseudonymised."""
+def start_recorder(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> FrameObserver | None:
+    """Opt-in traffic recording (RECORD_ROOMS) into the load-test trace format, pseudonymised;
+    returns the observer to hand to the realtime node."""
     if not settings.record_rooms:
-        return
+        return None
     from roomserver.realtime.recorder import TrafficRecorder, parse_rooms
 
     directory = Path(settings.record_dir) if settings.record_dir else settings.data_dir / "recordings"
     recorder = TrafficRecorder(parse_rooms(settings.record_rooms), directory)
-    state.realtime.frame_observer = recorder.observe
     stack.callback(recorder.close)
     modes["recorder"] = f"recording rooms {settings.record_rooms} to {recorder.path}"
+    return recorder.observe
 
 
 def all_endpoints() -> list[Endpoint]:
@@ -152,10 +155,12 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     gates = RoomGates(state.gatekeeper)
     state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate,
                               gate_recheck_seconds=settings.gate_recheck_seconds)
-    state.realtime = await open_realtime(settings, stack, pool, state.rooms, state.sessions, modes)
+    history = History(pool)
+    observer = start_recorder(settings, stack, modes)
+    state.realtime = await open_realtime(settings, stack, history, state.sessions.is_live, modes,
+                                         observer=observer)
     state.health_checks["redis"] = state.realtime.health
-    start_rechecker(state, stack, state.realtime.hub, state.realtime.broker)
-    start_recorder(settings, stack, state, modes)
+    start_rechecker(state, stack, state.realtime.local_users, state.realtime.remove)
 
     async def solana_health() -> dict[str, Any]:
         healthy = await chain.health()
@@ -169,10 +174,10 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         state.blobs = LocalBlobStore(settings.data_dir.resolve() / "blobs")
     state.nft = nft.from_settings(settings, pool, chain, state.blobs, state.rooms, modes)
     await open_library(settings, stack, state, embedder)
-    state.tutor = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
+    state.tutor, tutor_handler = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
     state.achievements = Achievements(pool, announce=state.realtime.announce_achievement)
-    state.realtime.achievements = state.achievements
     link_room_events(state)
+    state.frames = Frames(state.realtime, history, frame_hooks(state, tutor_handler))
     return state
 
 
@@ -184,6 +189,15 @@ def link_room_events(state: AppState) -> None:
     state.library.on_shared = realtime.document_shared
     state.ingestor.notify = realtime.notify_user
 
+
+def frame_hooks(state: AppState, tutor: TutorHandler) -> Hooks:
+    """The policy socket frames run under: the library's document checks, the tutor, the
+    achievements and the room's roles."""
+
+    async def role_of(room_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
+        member = await state.rooms.membership(room_id, user_id)
+        return None if member is None else member.role
+
     async def check_highlight(caller: Caller, frame: HighlightCreate) -> RowWriter:
         return await state.highlights.check_frame(caller.room_id, caller.user_id, frame)
 
@@ -191,8 +205,8 @@ def link_room_events(state: AppState) -> None:
         """`Library.point_room_to`: owners and admins make sure the room can read it."""
         return (await state.library.point_room_to(document_id, caller.user_id, caller.room_id)).title
 
-    realtime.highlight_check = check_highlight
-    realtime.share_policy = may_share
+    return Hooks(role_of=role_of, check_highlight=check_highlight, may_share=may_share, tutor=tutor,
+                 award=state.achievements.award)
 
 
 async def open_library(settings: Settings, stack: AsyncExitStack, state: AppState,
@@ -266,11 +280,11 @@ def start_signin(state: AppState, stack: AsyncExitStack) -> None:
     stack.push_async_callback(state.purger.close)
 
 
-def start_rechecker(state: AppState, stack: AsyncExitStack, hub: LocalMembers,
-                    broker: Publisher) -> Rechecker:
+def start_rechecker(state: AppState, stack: AsyncExitStack, local_users: LocalUsers,
+                    remove: Remove) -> Rechecker:
     """Re-verify members of gated rooms connected to this node every GATE_RECHECK_SECONDS;
     `stack` stops it (before the hub it uses, when called after the hub was opened)."""
-    rechecker = Rechecker(hub, state.rooms, state.gatekeeper, broker,
+    rechecker = Rechecker(local_users, state.rooms, state.gatekeeper, remove,
                           interval=state.settings.gate_recheck_seconds)
     rechecker.start()
     stack.push_async_callback(rechecker.close)

@@ -11,7 +11,7 @@ fan-out hands that same object to every socket.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
@@ -147,12 +147,13 @@ class Kick(ClientFrameBase):
     reason: ShortText | None = None
 
 
-ClientFrame = Annotated[
+ClientFrame: TypeAlias = (
     Auth | ChatMessage | TypingStart | TypingStop | DocumentShare | HighlightCreate
     | ReactionAdd | ReactionRemove | SocraticQuery | SocraticCancel | Resume | Ping
-    | MessageDelete | MessagePin | Kick,
-    Field(discriminator="type"),
-]
+    | MessageDelete | MessagePin | Kick
+)
+"""Every frame a client may send; `decode_client` returns one of them (match over it with
+`typing.assert_never` so a new frame type fails type-checking until it is handled)."""
 
 # ---- outgoing (server -> client) ----
 
@@ -368,12 +369,11 @@ class Error(Frame):
     retry_after: float | None = None
 
 
-ServerFrame = Annotated[
+ServerFrame: TypeAlias = (
     Welcome | Ack | NewMessage | UserJoined | UserLeft | TypingStatus | DocumentShared
     | HighlightCreated | ReactionUpdated | MessageUpdated | AchievementEarned
-    | SocraticResponse | Recovered | Pong | Notification | Error,
-    Field(discriminator="type"),
-]
+    | SocraticResponse | Recovered | Pong | Notification | Error
+)
 
 DURABLE_TYPES = frozenset(
     {"new_message", "document_shared", "highlight_created", "reaction_updated", "message_updated"}
@@ -385,14 +385,16 @@ EPHEMERAL_TYPES = frozenset({"typing_status", "socratic_response"})
 and arrives as a durable `new_message`)."""
 
 def _types_of(union: Any) -> frozenset[str]:
-    members = get_args(get_args(union)[0])
-    return frozenset(m.model_fields["type"].default for m in members)
+    return frozenset(m.model_fields["type"].default for m in get_args(union))
 
 
-_CLIENT = TypeAdapter[Any](ClientFrame)
-_SERVER = TypeAdapter[Any](ServerFrame)
+_CLIENT = TypeAdapter[ClientFrame](Annotated[ClientFrame, Field(discriminator="type")])
+_SERVER = TypeAdapter[ServerFrame](Annotated[ServerFrame, Field(discriminator="type")])
 CLIENT_TYPES = _types_of(ClientFrame)
 SERVER_TYPES = _types_of(ServerFrame)
+
+
+_F = TypeVar("_F")
 
 
 def encode(frame: Frame) -> str:
@@ -401,7 +403,7 @@ def encode(frame: Frame) -> str:
     return orjson.dumps(data).decode()
 
 
-def decode_client(raw: str | bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> Any:
+def decode_client(raw: str | bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> ClientFrame:
     """Parse one frame received from a client into a `ClientFrame` model.
 
     Raises ProtocolError for anything else: too large, bad JSON, not an object,
@@ -410,12 +412,12 @@ def decode_client(raw: str | bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> Any:
     return _decode(raw, _CLIENT, CLIENT_TYPES, max_bytes)
 
 
-def decode_server(raw: str | bytes, *, max_bytes: int = 16 * MAX_FRAME_BYTES) -> Any:
+def decode_server(raw: str | bytes, *, max_bytes: int = 16 * MAX_FRAME_BYTES) -> ServerFrame:
     """Parse one frame sent by the server (for clients, tests and load tools)."""
     return _decode(raw, _SERVER, SERVER_TYPES, max_bytes)
 
 
-def _decode(raw: str | bytes, adapter: TypeAdapter[Any], types: frozenset[str], max_bytes: int) -> Any:
+def _decode(raw: str | bytes, adapter: TypeAdapter[_F], types: frozenset[str], max_bytes: int) -> _F:
     if not isinstance(raw, str | bytes):
         raise ProtocolError("invalid_frame", "a frame is text or bytes")
     if len(raw) > max_bytes or (isinstance(raw, str) and len(raw.encode("utf-8", "replace")) > max_bytes):

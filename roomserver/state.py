@@ -21,6 +21,7 @@ from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
 from roomserver.nft.minting import NftService
 from roomserver.ratelimit import RateLimiter
+from roomserver.realtime.frames import Frames
 from roomserver.realtime.node import Realtime
 from roomserver.rooms import RoomService
 from roomserver.store.blobstore import BlobStore
@@ -44,6 +45,7 @@ class AppState:
     gatekeeper: Gatekeeper = field(init=False)
     rechecker: Rechecker | None = None
     realtime: Realtime = field(init=False)
+    frames: Frames = field(init=False)
     blobs: BlobStore = field(init=False)
     nft: NftService | None = None
     embedder: Embedder = field(init=False)

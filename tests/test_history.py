@@ -19,7 +19,6 @@ from roomserver.realtime.history import Author, History
 from roomserver.realtime.hub import Connection
 from roomserver.realtime.node import Caller, Realtime, RealtimeConfig
 from roomserver.realtime.presence import MemoryPresence
-from roomserver.rooms import RoomService
 from roomserver.store.db import create_pool
 
 
@@ -91,9 +90,8 @@ class Socket:
 
 async def test_sweep_delivers_a_lone_event_whose_publish_was_lost(pool: asyncpg.Pool) -> None:
     history = History(pool)
-    rooms = RoomService(pool)
-    realtime = Realtime(broker=LosingBroker(), store=MemoryPresence(), history=history, rooms=rooms,
-                        sessions=SessionStore(pool, timedelta(hours=1)),
+    realtime = Realtime(broker=LosingBroker(), store=MemoryPresence(), history=history,
+                        session_live=SessionStore(pool, timedelta(hours=1)).is_live,
                         config=RealtimeConfig(sweep_interval=0.2, presence_interval=0.2))
     room, user = await _room(pool)
     await realtime.start()

@@ -1,4 +1,4 @@
-"""Gated members re-verified while connected: a real Hub + MemoryBroker, the real ledger over
+"""Gated members re-verified: a real realtime node on a MemoryBroker, the real ledger over
 HTTP through the real solana client, RoomService on real PostgreSQL; sockets are recording outlets."""
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ from roomserver.gating.recheck import Rechecker
 from roomserver.gating.rooms import RoomGates
 from roomserver.identity import users
 from roomserver.realtime.broker import MemoryBroker
-from roomserver.realtime.hub import Connection, Hub
+from roomserver.realtime.history import History
+from roomserver.realtime.hub import Connection
+from roomserver.realtime.node import Caller, Realtime, RealtimeConfig
+from roomserver.realtime.presence import MemoryPresence
 from roomserver.rooms import RoomDraft, RoomService
 from roomserver.store.db import create_pool
 from roomserver.store.ports import free_port
@@ -52,17 +55,15 @@ def rooms(pool: asyncpg.Pool, keeper: Gatekeeper) -> RoomService:
 
 
 @pytest.fixture
-async def hub() -> AsyncIterator[tuple[Hub, MemoryBroker]]:
-    async def no_history(room_id: str, after: int, up_to: int) -> list[tuple[int, str]]:
-        return []
+async def node(pool: asyncpg.Pool) -> AsyncIterator[Realtime]:
+    async def live(session_id: uuid.UUID) -> bool:
+        return True
 
-    async def seq_zero(room_id: str) -> int:
-        return 0
-
-    broker = MemoryBroker()
-    hub = Hub(broker, fetch_range=no_history, current_seq=seq_zero)
-    yield hub, broker
-    await hub.close()
+    node = Realtime(broker=MemoryBroker(), store=MemoryPresence(), history=History(pool),
+                    config=RealtimeConfig(), session_live=live)
+    await node.start()
+    yield node
+    await node.close()
 
 
 async def user(pool: asyncpg.Pool, wallet: Keypair) -> uuid.UUID:
@@ -71,9 +72,11 @@ async def user(pool: asyncpg.Pool, wallet: Keypair) -> uuid.UUID:
     return row.id
 
 
-async def connect(hub: Hub, room_id: uuid.UUID, user_id: uuid.UUID) -> Outlet:
+async def connect(node: Realtime, room_id: uuid.UUID, user_id: uuid.UUID) -> Outlet:
     outlet = Outlet()
-    await hub.join(Connection(outlet, str(room_id), str(user_id)))
+    await node.attach(Connection(outlet, str(room_id), str(user_id)),
+                      Caller(room_id=room_id, user_id=user_id, session_id=uuid.uuid4(), username=None,
+                             wallet_address="w", role="member"))
     return outlet
 
 
@@ -83,9 +86,8 @@ def left_events(outlet: Outlet) -> list[dict[str, object]]:
 
 async def test_a_member_who_transfers_their_nft_away_is_removed_within_the_interval(
     pool: asyncpg.Pool, rpc: AsyncClient, payer: Keypair, keeper: Gatekeeper, rooms: RoomService,
-    hub: tuple[Hub, MemoryBroker],
+    node: Realtime,
 ) -> None:
-    the_hub, broker = hub
     collection = await dev.create_collection(rpc, payer, "Study pass", "PASS", "u")
     owner_key, seller_key, stayer_key, buyer_key = Keypair(), Keypair(), Keypair(), Keypair()
     nft = await dev.mint_nft(rpc, payer, collection, seller_key.pubkey(), "Pass #1", "PASS", "u")
@@ -95,12 +97,12 @@ async def test_a_member_who_transfers_their_nft_away_is_removed_within_the_inter
                                                access_nft_collection=str(collection)))
     await rooms.admit(seller, str(seller_key.pubkey()), room.id)
     await rooms.admit(stayer, str(stayer_key.pubkey()), room.id)
-    owner_socket = await connect(the_hub, room.id, owner)  # the owner holds no pass: exempt
-    seller_tabs = [await connect(the_hub, room.id, seller) for _ in range(2)]
-    stayer_socket = await connect(the_hub, room.id, stayer)
+    owner_socket = await connect(node, room.id, owner)  # the owner holds no pass: exempt
+    seller_tabs = [await connect(node, room.id, seller) for _ in range(2)]
+    stayer_socket = await connect(node, room.id, stayer)
 
     interval = 0.3
-    rechecker = Rechecker(the_hub, rooms, keeper, broker, interval=interval)
+    rechecker = Rechecker(node.local_users, rooms, keeper, node.remove, interval=interval)
     rechecker.start()
     try:
         await wait_until(lambda: rechecker.stats.passes >= 2)
@@ -121,7 +123,7 @@ async def test_a_member_who_transfers_their_nft_away_is_removed_within_the_inter
         assert outlet.closed is None
         assert left_events(outlet) == [{"type": "user_left", "room_id": str(room.id),
                                         "user_id": str(seller), "reason": "no_longer_qualifies"}]
-    assert {c.user_id for c in the_hub.members(str(room.id))} == {str(owner), str(stayer)}
+    assert node.local_users(str(room.id)) == {str(owner), str(stayer)}
     assert rechecker.stats.removed == 1
     assert await rooms.membership(room.id, seller) is None
     assert (await rooms.membership(room.id, stayer)) is not None
@@ -138,9 +140,8 @@ async def test_a_member_who_transfers_their_nft_away_is_removed_within_the_inter
 
 async def test_with_the_ledger_unreachable_nobody_is_removed(
     pool: asyncpg.Pool, rpc: AsyncClient, payer: Keypair, keeper: Gatekeeper, rooms: RoomService,
-    hub: tuple[Hub, MemoryBroker],
+    node: Realtime,
 ) -> None:
-    the_hub, broker = hub
     mint = await dev.create_mint(rpc, payer, 2)
     owner_key, holder_key = Keypair(), Keypair()
     await dev.mint_to(rpc, payer, mint, holder_key.pubkey(), 100_00)
@@ -148,13 +149,13 @@ async def test_with_the_ledger_unreachable_nobody_is_removed(
     room = await rooms.create(owner, RoomDraft(name="Hundred club", room_type="token_gated",
                                                access_token_mint=str(mint), min_token_amount=Decimal(100)))
     await rooms.admit(holder, str(holder_key.pubkey()), room.id)
-    socket = await connect(the_hub, room.id, holder)
+    socket = await connect(node, room.id, holder)
     await dev.transfer(rpc, holder_key, mint, owner_key.pubkey(), 1, payer)  # now one hundredth short
 
     async with AsyncClient(f"http://127.0.0.1:{free_port()}") as dead:
         down = Gatekeeper(ChainReader(dead, timeout_seconds=5), MemoryGateCache())
         await asyncio.sleep(DUE)  # the join's verification is now due again
-        blind = Rechecker(the_hub, rooms, down, broker, interval=DUE)
+        blind = Rechecker(node.local_users, rooms, down, node.remove, interval=DUE)
         assert await blind.run_once() == 0
         assert (blind.stats.unavailable, blind.stats.passes) == (1, 0)
         assert down.rpc_healthy is False
@@ -166,16 +167,15 @@ async def test_with_the_ledger_unreachable_nobody_is_removed(
         assert refused.value.code == "gating_unavailable"
 
     # the same pass with the ledger reachable does remove them: the above was not vacuous
-    assert await Rechecker(the_hub, rooms, keeper, broker, interval=DUE).run_once() == 1
+    assert await Rechecker(node.local_users, rooms, keeper, node.remove, interval=DUE).run_once() == 1
     assert socket.closed == (CloseCode.NO_LONGER_QUALIFIES, "no_longer_qualifies: insufficient_holdings")
     assert await rooms.membership(room.id, holder) is None
 
 
 async def test_the_sweep_removes_a_member_who_is_not_connected_anywhere(
     pool: asyncpg.Pool, rpc: AsyncClient, payer: Keypair, keeper: Gatekeeper, rooms: RoomService,
-    hub: tuple[Hub, MemoryBroker],
+    node: Realtime,
 ) -> None:
-    the_hub, broker = hub
     collection = await dev.create_collection(rpc, payer, "Reading pass", "READ", "u")
     owner_key, away_key, stayer_key, buyer_key = Keypair(), Keypair(), Keypair(), Keypair()
     nft = await dev.mint_nft(rpc, payer, collection, away_key.pubkey(), "Read #1", "READ", "u")
@@ -185,11 +185,11 @@ async def test_the_sweep_removes_a_member_who_is_not_connected_anywhere(
                                                access_nft_collection=str(collection)))
     await rooms.admit(away, str(away_key.pubkey()), room.id)
     await rooms.admit(stayer, str(stayer_key.pubkey()), room.id)
-    watcher = await connect(the_hub, room.id, owner)  # nobody else has a socket anywhere
+    watcher = await connect(node, room.id, owner)  # nobody else has a socket anywhere
     await dev.transfer(rpc, away_key, nft, buyer_key.pubkey(), 1, payer)
 
     due = 3.0  # longer than the transfer takes
-    sweep = Rechecker(the_hub, rooms, keeper, broker, interval=due)
+    sweep = Rechecker(node.local_users, rooms, keeper, node.remove, interval=due)
     assert await sweep.recheck_room(room) == 0 and sweep.stats.checked == 0, "verified at the join: not due"
     await asyncio.sleep(due)
     assert await sweep.recheck_room(room) == 1

@@ -53,7 +53,7 @@ async def list_messages(request: Request) -> Response:
     await state.rooms.get(room_id, session.user_id)  # 404 when absent or hidden
     if await state.rooms.verified_membership(room_id, session.user_id) is None:
         raise errors.Forbidden("only members can read a room's messages", code="not_member")
-    history = state.realtime.history
+    history = state.realtime.history_view
     rows = await history.messages(room_id, query.after_seq, query.limit + 1)
     more = len(rows) > query.limit
     rows = rows[: query.limit]

@@ -36,7 +36,6 @@ from roomserver.protocol import (
     Error,
     Member,
     ProtocolError,
-    Recovered,
     Resume,
     RoomInfo,
     Welcome,
@@ -45,6 +44,7 @@ from roomserver.protocol import (
     token_from_subprotocols,
 )
 from roomserver.ratelimit import RateLimiter
+from roomserver.realtime.frames import Frames
 from roomserver.realtime.hub import Connection
 from roomserver.realtime.node import Caller, Realtime
 from roomserver.state import AppState
@@ -209,6 +209,7 @@ class RoomSocket:
         self.ws = WebSocket(scope, receive, send)
         self.state: AppState = scope["state"]["rs"]
         self.realtime: Realtime = self.state.realtime
+        self.frames: Frames = self.state.frames
         self.outlet = SocketOutlet(send, scope.get("extensions", {}).get(WRITE_TEXT))
         self.phase = Phase.HANDSHAKING
         self.flood: RateLimiter | None = None  # made on the first refusal: most sockets never need one
@@ -313,17 +314,11 @@ class RoomSocket:
 
     async def _replay(self, caller: Caller, last_seq: int) -> int:
         """Send events after `last_seq` then `recovered`; returns the seq replayed up to."""
-        history = self.realtime.history
-        room = str(caller.room_id)
-        current = await history.current_seq(room)
-        window = self.realtime.config.recovery_window
-        complete = last_seq <= current and current - last_seq <= window
-        if complete:
-            for _, text in await history.fetch_range(room, last_seq, current):
-                await self.outlet.send_now(text)
-        await self.outlet.send_now(encode(Recovered(complete=complete, from_seq=min(last_seq, current),
-                                                    to_seq=current)))
-        return current
+        replay = await self.realtime.replay(str(caller.room_id), last_seq)
+        for text in replay.events:
+            await self.outlet.send_now(text)
+        await self.outlet.send_now(replay.recovered)
+        return replay.up_to
 
     async def _loop(self, caller: Caller) -> None:
         while not self.outlet.closed:
@@ -350,7 +345,7 @@ class RoomSocket:
                 return
             if isinstance(frame, Auth):
                 raise errors.BadRequest("already authenticated", code="unexpected_frame")
-            answer = await self.realtime.handle(caller, frame)
+            answer = await self.frames.handle(caller, frame)
             if answer is not None:
                 await self.outlet.reply(answer)
         except ProtocolError as exc:

@@ -13,11 +13,10 @@ once), about
 A member the gate admits is stamped; a user the gate now refuses is removed:
 
 1. their membership row is marked left (`RoomService.remove_unqualified`, audited);
-2. their local sockets in the room are closed with `CloseCode.NO_LONGER_QUALIFIES` (4106,
-   do not reconnect);
-3. a `user_left` event with `reason` "no_longer_qualifies" is published on the room's
-   presence channel, so every node's members see it (only by the node that ended the
-   membership: a node that finds it already ended just closes its own sockets).
+2. the node's one removal operation (`remove`, reason "no_longer_qualifies") closes their
+   sockets in the room on every node with `CloseCode.NO_LONGER_QUALIFIES` (4106, do not
+   reconnect), and the others see one `user_left {reason: "no_longer_qualifies"}` (a second
+   node removing the same user again is harmless: notices are idempotent).
 
 Fail safe for members: if the RPC cannot be reached (`Unavailable`), the pass stops and
 nobody is removed; the gatekeeper's `rpc_healthy` (shown by /health) is already false and
@@ -31,33 +30,24 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal
 
-from roomserver import protocol
-from roomserver.errors import CloseCode, RoomserverError, Unavailable
+from roomserver.errors import RoomserverError, Unavailable
 from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper
 from roomserver.gating.rooms import room_gate
-from roomserver.realtime.broker import room_presence
-from roomserver.realtime.hub import Connection
 from roomserver.rooms import Room, RoomService
 from roomserver.values import uuid_or_none
 
 log = logging.getLogger(__name__)
 
-REASON = "no_longer_qualifies"
+REASON: Literal["no_longer_qualifies"] = "no_longer_qualifies"
 
-
-class LocalMembers(Protocol):
-    """What the rechecker needs of the hub: this process's sockets per room."""
-
-    def members(self, room_id: str) -> list[Connection]: ...
-    async def disconnect(self, conn: Connection, code: int, reason: str) -> None: ...
-
-
-class Publisher(Protocol):
-    async def publish(self, channel: str, data: bytes | str) -> None: ...
+LocalUsers = Callable[[str], set[str]]
+"""room_id -> the users with a socket in the room on this node (`Realtime.local_users`)."""
+Remove = Callable[[str, str, Literal["no_longer_qualifies"], str | None], Awaitable[None]]
+"""(room_id, user_id, reason, detail): the node's removal on every node (`Realtime.remove`)."""
 
 
 @dataclass
@@ -70,11 +60,11 @@ class RecheckStats:
 
 
 class Rechecker:
-    def __init__(self, hub: LocalMembers, rooms: RoomService, gatekeeper: Gatekeeper,
-                 broker: Publisher, *, interval: float = 60.0, concurrency: int = 8):
+    def __init__(self, local_users: LocalUsers, rooms: RoomService, gatekeeper: Gatekeeper,
+                 remove: Remove, *, interval: float = 60.0, concurrency: int = 8):
         if interval <= 0:
             raise ValueError("the re-check interval must be positive")
-        self.hub, self.rooms, self.gatekeeper, self.broker = hub, rooms, gatekeeper, broker
+        self.local_users, self.rooms, self.gatekeeper, self.remove = local_users, rooms, gatekeeper, remove
         self.interval = interval
         self.stats = RecheckStats()
         self._limit = asyncio.Semaphore(concurrency)
@@ -120,8 +110,7 @@ class Rechecker:
         gate = room_gate(room)
         if gate is None:
             return 0
-        conns = self.hub.members(str(room.id))
-        to_check = sorted((await self._subjects(room, conns)).items())
+        to_check = sorted((await self._subjects(room, self.local_users(str(room.id)))).items())
         answers = await asyncio.gather(*(self._check(wallet, gate) for _, wallet in to_check),
                                        return_exceptions=True)
         for answer in answers:
@@ -134,16 +123,16 @@ class Rechecker:
             elif isinstance(answer, Decision) and answer.allowed:
                 admitted.append(uid)
             elif isinstance(answer, Decision):
-                removed += await self._remove(room, uid, answer, conns)
+                removed += await self._remove(room, uid, answer)
         if admitted:
             await self.rooms.mark_gate_verified(room.id, admitted)
         return removed
 
-    async def _subjects(self, room: Room, conns: Sequence[Connection]) -> dict[uuid.UUID, str]:
+    async def _subjects(self, room: Room, local: set[str]) -> dict[uuid.UUID, str]:
         """user -> wallet to ask about: members due for verification, and local sockets' users
         who are no longer members."""
         due = await self.rooms.stale_gate_members(room.id, self.interval)
-        connected = {uid for uid in (uuid_or_none(c.user_id) for c in conns) if uid is not None}
+        connected = {uid for uid in map(uuid_or_none, local) if uid is not None}
         strays = await self.rooms.gate_subjects(room.id, sorted(connected - due.keys())) if connected else {}
         subjects = {uid: wallet for uid, (wallet, _) in due.items()}
         subjects.update({uid: wallet for uid, (wallet, role) in strays.items() if role is None})
@@ -154,21 +143,12 @@ class Rechecker:
             self.stats.checked += 1
             return await self.gatekeeper.check(wallet, gate, use_cache=False)
 
-    async def _remove(self, room: Room, user_id: uuid.UUID, decision: Decision,
-                      conns: Sequence[Connection]) -> int:
+    async def _remove(self, room: Room, user_id: uuid.UUID, decision: Decision) -> int:
         code = decision.code or REASON
         ended = await self.rooms.remove_unqualified(room.id, user_id, code, decision.message)
-        mine = [c for c in conns if c.user_id == str(user_id)]
-        log.info("room %s: user %s no longer qualifies (%s); closing %d local socket(s)",
-                 room.id, user_id, code, len(mine))
-        await asyncio.gather(*(self.hub.disconnect(c, CloseCode.NO_LONGER_QUALIFIES, f"{REASON}: {code}")
-                               for c in mine))
+        log.info("room %s: user %s no longer qualifies (%s); removing", room.id, user_id, code)
+        await self.remove(str(room.id), str(user_id), REASON, code)
         if not ended:
             return 0
         self.stats.removed += 1
-        event = protocol.encode(protocol.UserLeft(room_id=str(room.id), user_id=str(user_id), reason=REASON))
-        try:
-            await self.broker.publish(room_presence(str(room.id)), event)
-        except RoomserverError:
-            log.warning("room %s: user_left for %s not published (broker down)", room.id, user_id)
         return 1

@@ -1,7 +1,7 @@
 """Opt-in recording of live room traffic into the trace format (roomserver/realtime/trace.py).
 
 The realtime layer calls `TrafficRecorder.observe(room_id, user_id, type, fields)` for every
-join, leave and client frame it accepts (`Realtime.frame_observer`). Only rooms named in
+join, leave and client frame it accepts (the `observer` passed to `Realtime`). Only rooms named in
 RECORD_ROOMS are kept ("*": all). Identities are pseudonymised: users become `user-<hmac>`
 under a random key that lives only in memory (two recordings cannot be linked), rooms become
 `room-<n>`; ids that point into the server (message, reply, thread and client ids) are dropped

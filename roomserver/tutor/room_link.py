@@ -1,8 +1,8 @@
 """The tutor plugged into a node's realtime service: frames to the room across nodes, the final
 answer through the durable write path, and the handler for `socratic_query`/`socratic_cancel`.
 
-- `emit`: publishes an encoded `socratic_response` on the room's messages channel, so every
-  node's hub hands it to its members; it has no `seq` (not part of history). If the broker
+- `emit`: the node's ephemeral emit (`Realtime.emit`): the encoded `socratic_response` reaches
+  the room's members on every node; it has no `seq` (not part of history). If the broker
   cannot take it, it goes to this node's members only.
 - `store_final`: the room's one durable writer (`History.post_tutor`, through the node): a
   chat message of kind `tutor` (sender: the asker; metadata: thread, mode, question,
@@ -22,7 +22,7 @@ from roomserver import errors
 from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder
 from roomserver.protocol import SocraticCancel, SocraticQuery
-from roomserver.realtime.broker import room_messages
+from roomserver.realtime.frames import TutorHandler
 from roomserver.realtime.node import Caller, Realtime
 from roomserver.tutor.service import Question, Stored, TutorService
 from roomserver.values import as_uuid
@@ -36,11 +36,7 @@ class RoomLink:
         self.tutor: TutorService | None = None
 
     async def emit(self, room_id: uuid.UUID, text: str) -> None:
-        room = str(room_id)
-        try:
-            await self.realtime.broker.publish(room_messages(room), text)
-        except errors.Unavailable:
-            self.realtime.hub.deliver(room, text)
+        await self.realtime.emit(str(room_id), text)
 
     async def store_final(self, room_id: uuid.UUID, user_id: uuid.UUID, text: str,
                           metadata: dict[str, Any]) -> Stored:
@@ -49,7 +45,7 @@ class RoomLink:
         return Stored(written.message_id, written.seq)
 
     async def handle(self, caller: Caller, frame: SocraticQuery | SocraticCancel) -> str | None:
-        """The realtime service's `tutor` hook. Refusals raise typed errors (sent to the asker)."""
+        """The frame dispatcher's `tutor` hook. Refusals raise typed errors (sent to the asker)."""
         if self.tutor is None:
             raise errors.Unavailable("the tutor is not available", code="tutor_unavailable")
         if isinstance(frame, SocraticCancel):
@@ -64,13 +60,13 @@ class RoomLink:
 
 
 def open_tutor(settings: Settings, stack: AsyncExitStack, pool: asyncpg.Pool, embedder: Embedder,
-               realtime: Realtime, modes: dict[str, str]) -> TutorService:
-    """The tutor service wired to the room's realtime path; `stack` closes it (before realtime)."""
+               realtime: Realtime, modes: dict[str, str]) -> tuple[TutorService, TutorHandler]:
+    """The tutor service wired to the room's realtime path, and the frame handler to pass in
+    the frame `Hooks`; `stack` closes the service (before realtime)."""
     link = RoomLink(realtime)
     tutor = TutorService(settings, pool, embedder, emit=link.emit, store_final=link.store_final)
     link.tutor = tutor
-    realtime.tutor = link.handle
     stack.push_async_callback(tutor.close)
     modes["tutor"] = (f"Claude ({settings.tutor_model}) at {settings.anthropic_base_url or 'api.anthropic.com'}"
                       if tutor.claude else "offline (no ANTHROPIC_API_KEY): retrieval-grounded Socratic flow")
-    return tutor
+    return tutor, link.handle
