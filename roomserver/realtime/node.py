@@ -390,7 +390,7 @@ class Realtime:
         Call it after the membership change committed. Returns once this node's sockets are
         closed; other nodes close theirs when the notice reaches them."""
         notice = orjson.dumps({"type": REMOVED, "room_id": room_id, "user_id": user_id,
-                               "reason": reason, "detail": detail})
+                               "reason": reason, "detail": detail, "node": self.node_id})
         closing = self._apply_removal(room_id, notice)
         await self._publish(room_presence(room_id), notice)
         await asyncio.gather(*closing)
@@ -434,7 +434,8 @@ class Realtime:
                 return False
             seen.discard(user)
         elif kind == REMOVED:
-            self._apply_removal(room, data)
+            if head.get("node") != self.node_id:  # our own was applied before it was published
+                self._apply_removal(room, data)
             return False
         return True
 
