@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -41,7 +42,7 @@ from roomserver.identity.purge import ChallengeCap, Purger
 from roomserver.identity.sessions import SessionStore
 from roomserver.identity.signin import SignIn
 from roomserver.ledger.process import start_ledger
-from roomserver.library.documents import Library
+from roomserver.library.documents import Library, Quotas
 from roomserver.library.embeddings import Embedder, MiniLMEmbedder
 from roomserver.library.extract import ExtractionLimits
 from roomserver.library.highlights import Highlights, RowWriter
@@ -55,7 +56,7 @@ from roomserver.realtime.history import History
 from roomserver.realtime.node import Caller, FrameObserver, open_realtime
 from roomserver.rooms import RoomService
 from roomserver.state import AppState
-from roomserver.store.blobstore import LocalBlobStore
+from roomserver.store.blobstore import PRIVATE, PUBLIC, LocalBlobStore, split_legacy_layout
 from roomserver.store.db import create_pool
 from roomserver.store.migrations import migrate
 from roomserver.store.pgembed import EmbeddedPostgres
@@ -170,9 +171,8 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         return {"ok": healthy, "detail": detail}
 
     state.health_checks["solana"] = solana_health
-    if not hasattr(state, "blobs"):
-        state.blobs = LocalBlobStore(settings.data_dir.resolve() / "blobs")
-    state.nft = nft.from_settings(settings, pool, chain, state.blobs, state.rooms, modes)
+    await open_blobs(settings, state)
+    state.nft = nft.from_settings(settings, pool, chain, state.public_blobs, state.rooms, modes)
     await open_library(settings, stack, state, embedder)
     state.tutor, tutor_handler = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
     state.achievements = Achievements(pool, announce=state.realtime.announce_achievement)
@@ -209,6 +209,19 @@ def frame_hooks(state: AppState, tutor: TutorHandler) -> Hooks:
                  award=state.achievements.award)
 
 
+async def open_blobs(settings: Settings, state: AppState) -> None:
+    """The two namespaces under DATA_DIR/blobs: `public/` (published, served by /ipfs) and
+    `private/` (uploads); a store of the single-namespace layout is split between them."""
+    root = settings.data_dir.resolve() / "blobs"
+    root.mkdir(parents=True, exist_ok=True)
+    uploads = {row["blob_cid"] for row in await state.db.fetch("SELECT DISTINCT blob_cid FROM documents")}
+    moved = await asyncio.to_thread(split_legacy_layout, root, uploads.__contains__)
+    if moved:
+        log.warning("moved %d blob(s) of the old layout into %s/{public,private}", moved, root)
+    state.public_blobs = LocalBlobStore(root / PUBLIC)
+    state.private_blobs = LocalBlobStore(root / PRIVATE)
+
+
 async def open_library(settings: Settings, stack: AsyncExitStack, state: AppState,
                        embedder: Embedder | None) -> None:
     """The embedding model (loading in the background), ingestion workers, library, highlights."""
@@ -219,18 +232,28 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
         stack.push_async_callback(asyncio.to_thread, model.close)
         embedder = model
     state.embedder = embedder
-    state.ingestor = Ingestor(state.db, state.blobs, embedder, concurrency=settings.ingest_concurrency,
+    state.ingestor = Ingestor(state.db, state.private_blobs, embedder, concurrency=settings.ingest_concurrency,
                               lease_seconds=settings.ingest_lease_seconds, limits=extraction_limits(settings),
                               max_extract_crashes=settings.ingest_max_extract_crashes)
     state.ingestor.start()
     stack.push_async_callback(state.ingestor.close)
     membership = state.rooms.verified_membership  # REST reads re-verify stale gated members
-    state.library = Library(state.db, state.blobs, embedder, membership=membership,
-                            wake_ingest=state.ingestor.wake)
+    quotas = Quotas(max_documents=settings.library_max_documents, max_bytes=settings.library_max_bytes,
+                    max_pending_jobs=settings.library_max_pending_jobs)
+    state.library = Library(state.db, state.private_blobs, embedder, membership=membership,
+                            wake_ingest=state.ingestor.wake, quotas=quotas)
+    sweeper = asyncio.create_task(state.library.keep_sweeping(settings.blob_sweep_seconds), name="blob-sweep")
+    stack.push_async_callback(_cancel, sweeper)
     state.highlights = Highlights(state.db, state.library, membership=membership,
                                   in_room=state.realtime.highlight_created)
     state.modes["library"] = (f"{type(embedder).__name__} embeddings, "
                               f"{settings.ingest_concurrency} ingestion worker(s)")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def extraction_limits(settings: Settings) -> ExtractionLimits:

@@ -9,6 +9,7 @@
     ├── PayloadTooLarge        413
     ├── UnsupportedMediaType   415
     ├── RateLimited            429, details.retry_after seconds
+    ├── QuotaExceeded          429 (upload_quota_exceeded, ...): a standing limit, no retry_after
     └── Unavailable            503 (gating_unavailable, tutor_unavailable, ...)
 
 Every error reaches an HTTP client as `{"error": {"code", "message", "details"}}` and a
@@ -78,6 +79,13 @@ class RateLimited(RoomserverError):
                  details: dict[str, Any] | None = None):
         super().__init__(message, code=code, details={**(details or {}), "retry_after": round(retry_after, 3)})
         self.retry_after = retry_after
+
+
+class QuotaExceeded(RoomserverError):
+    """A standing limit (not a rate): waiting does not help, freeing something does."""
+
+    status = 429
+    default_code = "quota_exceeded"
 
 
 class Unavailable(RoomserverError):

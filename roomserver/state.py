@@ -46,7 +46,8 @@ class AppState:
     rechecker: Rechecker | None = None
     realtime: Realtime = field(init=False)
     frames: Frames = field(init=False)
-    blobs: BlobStore = field(init=False)
+    public_blobs: BlobStore = field(init=False)  # published on purpose: served by /ipfs
+    private_blobs: BlobStore = field(init=False)  # uploads: only through the document download
     nft: NftService | None = None
     embedder: Embedder = field(init=False)
     ingestor: Ingestor = field(init=False)

@@ -1,4 +1,4 @@
-"""GET /ipfs/{cid} over HTTP: the blob store, read-only, with immutable caching."""
+"""GET /ipfs/{cid} over HTTP: the public blob store, read-only, with immutable caching."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory, ledger
 
 
 async def test_stored_bytes_are_served_under_the_ipfs_reference_cid(settings: Settings, http: httpx.AsyncClient) -> None:
-    store = LocalBlobStore(settings.data_dir.resolve() / "blobs")  # the directory the app serves
+    store = LocalBlobStore(settings.data_dir.resolve() / "blobs" / "public")  # the namespace the app serves
     assert await store.put(b"hello world", "text/plain; charset=utf-8") == HELLO_WORLD_CID
     response = await http.get(f"/ipfs/{HELLO_WORLD_CID}")
     assert response.status_code == 200 and response.content == b"hello world"

@@ -294,6 +294,28 @@ async def test_usage_is_recorded_and_tokens_per_day_are_a_budget(
     assert "tokens" in caught.value.message
 
 
+
+async def test_a_deployment_wide_daily_ceiling_is_shared_by_every_node(
+        make_tutor: Any, world: dict[str, Any], fake: FakeAnthropic, pool: asyncpg.Pool) -> None:
+    """Two nodes, two users, two rooms: each under its own budgets, together over the ceiling."""
+    used = await pool.fetchval("SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM tutor_usage "
+                               "WHERE day = current_date")
+    first, second = await add_user(pool), await add_user(pool)
+    room_one = await add_room(pool, world["owner"], first)
+    room_two = await add_room(pool, world["owner"], second)
+    node_a, _ = make_tutor(tutor_total_tokens_per_day=used + 150)
+    node_b, _ = make_tutor(tutor_total_tokens_per_day=used + 150)
+    fake.script(Reply(["Which page?"], input_tokens=140, output_tokens=20))
+    await finished(await node_a.ask(Question(room_one, first, QUESTION)))
+    with pytest.raises(RateLimited) as caught:
+        await node_b.ask(Question(room_two, second, QUESTION))
+    assert caught.value.code == "tutor_daily_ceiling"
+    assert caught.value.details["limit"] == used + 150 and caught.value.details["used"] == used + 160
+    assert 0 < caught.value.retry_after <= 86400
+    roomy, _ = make_tutor(tutor_total_tokens_per_day=used + 10_000)  # a higher ceiling lets it through
+    fake.script(Reply(["Which page?"], input_tokens=1, output_tokens=1))
+    assert (await finished(await roomy.ask(Question(room_two, second, QUESTION)))).error is None
+
 # ---- offline mode ----
 
 

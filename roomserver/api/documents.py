@@ -133,15 +133,16 @@ async def get_document(request: Request) -> Response:
 
 
 async def download(request: Request) -> Response:
+    """The original bytes from the private store, after the read check; never cached publicly."""
     session = await require_user(request)
     lib = _library(request)
-    doc = await lib.download(_path_id(request), session.user_id)
+    doc, cid = await lib.download(_path_id(request), session.user_id)
     headers = {"Content-Disposition": content_disposition(doc.filename),
                "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"}
-    path = lib.blobs.path(doc.blob_cid)
+    path = lib.blobs.path(cid)
     if path is not None and path.is_file():
         return FileResponse(path, media_type=doc.content_type, headers=headers)
-    stream = await lib.blobs.open(doc.blob_cid)
+    stream = await lib.blobs.open(cid)
 
     def chunks() -> Any:
         with stream:

@@ -1,8 +1,11 @@
-"""GET /ipfs/{cid}: the blob store, read-only, like an IPFS gateway path.
+"""GET /ipfs/{cid}: the PUBLIC blob store, read-only, like an IPFS gateway path.
 
-Blobs are immutable, so answers are cacheable forever and the CID is the ETag. Every answer
-carries a sandboxing Content-Security-Policy and nosniff: blobs include user uploads and SVG,
-which must never run script on this origin.
+It serves only what was published on purpose (NFT metadata and card images, written by
+nft/); user uploads live in the private store, which this module never sees (404
+`blob_not_found` for their CIDs, exactly as for unknown ones). Published blobs are immutable,
+so answers are cacheable forever and the CID is the ETag. Every answer carries a sandboxing
+Content-Security-Policy and nosniff: the cards are SVG, which must never run script on this
+origin.
 """
 
 from __future__ import annotations
@@ -26,17 +29,17 @@ async def get_blob(request: Request) -> Response:
     state.ip_limiter.check(client_ip(request))
     cid = request.path_params["cid"]
     parse_cid(cid)  # 400 invalid_cid
-    content_type = await state.blobs.content_type(cid)  # 404 blob_not_found
+    content_type = await state.public_blobs.content_type(cid)  # 404 blob_not_found
     headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{cid}"', **SAFE_HEADERS}
     if cid in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    path = state.blobs.path(cid)
+    path = state.public_blobs.path(cid)
     if path is not None:
         return FileResponse(path, media_type=content_type, headers=headers, stat_result=None)
-    return Response(await state.blobs.get(cid), media_type=content_type, headers=headers)
+    return Response(await state.public_blobs.get(cid), media_type=content_type, headers=headers)
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/ipfs/{cid}", get_blob, "A stored blob by its CIDv1 (raw, sha2-256, base32)", "ipfs",
+    Endpoint("GET", "/ipfs/{cid}", get_blob, "A published blob (NFT metadata or card image) by its CIDv1 (raw, sha2-256, base32); never an upload", "ipfs",
              auth=False, errors=(400, 404), content_type="application/octet-stream"),
 ]

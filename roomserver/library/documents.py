@@ -10,9 +10,18 @@ those get 404 `document_not_found`, exactly as for an unknown id):
   requires being a current member of that room (403 `not_member`).
 
 Upload: the type comes from the bytes (sniff.py); the same content uploaded again by the
-same owner returns the existing document and its latest job (`duplicate: true`).
-Deletion is soft: the row stays (status `deleted`) for the audit trail, its chunks, page
-texts and shares go at once, and its blob stays (blobs are content-addressed and shared).
+same owner returns the existing document and its latest job (`duplicate: true`). Uploads
+count against the owner's `Quotas` (live documents, their bytes, unfinished jobs), checked
+under a per-owner lock so concurrent uploads cannot pass them.
+
+Blobs: uploads live in the private store (never served by /ipfs), reached only through
+`download` after the read check. Content addresses (`content_hash`, `blob_cid`) are shown
+to the owner only. A blob no live document references is deleted: at once when its last
+document is deleted, and by `sweep_blobs` (orphans of interrupted uploads). Putting a blob
+and recording its document, and deciding a blob is unreferenced and deleting it, each hold
+the same per-CID advisory lock, so a delete never races an upload of the same bytes.
+Deletion of a document is soft: the row stays (status `deleted`) for the audit trail, its
+chunks, page texts and shares go at once.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import hashlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +56,7 @@ from roomserver.library.models import (
 from roomserver.library.search import Params, Scope, search, user_may_read
 from roomserver.library.sniff import SNIFF_BYTES, sanitize_filename, sniff
 from roomserver.store.blobstore import BlobStore
+from roomserver.store.cid import cid_from_digest
 from roomserver.values import clean_tags, decode_keyset, decode_offset, encode_keyset, encode_offset
 
 Access = Literal["owner", "admin", "write", "read"]
@@ -53,6 +64,19 @@ OnShared = Callable[[uuid.UUID, dict[str, Any], uuid.UUID], Awaitable[None]]
 Membership = Callable[[uuid.UUID, uuid.UUID], Awaitable[object | None]]
 HASH_CHUNK = 1 << 20
 MAX_SEARCH_OFFSET = 200
+BLOB_LOCK = 0x626C6F62  # "blob": advisory lock class of (BLOB_LOCK, hashtext(cid))
+OWNER_LOCK = 0x6F776E72  # "ownr": advisory lock class of (OWNER_LOCK, hashtext(owner id))
+PENDING_RETRY_SECONDS = 10.0
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Per-user limits on uploads (LIBRARY_MAX_DOCUMENTS, LIBRARY_MAX_BYTES, LIBRARY_MAX_PENDING_JOBS)."""
+
+    max_documents: int = 500
+    max_bytes: int = 1 << 30
+    max_pending_jobs: int = 20
 
 
 async def no_on_shared(room_id: uuid.UUID, document: dict[str, Any], actor_id: uuid.UUID) -> None:
@@ -81,9 +105,11 @@ def not_found() -> errors.NotFound:
 class Library:
     def __init__(self, pool: asyncpg.Pool, blobs: BlobStore, embedder: Embedder, *,
                  membership: Membership, wake_ingest: Callable[[], None] = lambda: None,
-                 on_shared: OnShared = no_on_shared) -> None:
+                 on_shared: OnShared = no_on_shared, quotas: Quotas = Quotas()) -> None:
+        """`blobs` is the private store (uploads); nothing else may serve it."""
         self._pool = pool
         self._blobs = blobs
+        self._quotas = quotas
         self._embedder = embedder
         self._membership = membership
         self._wake = wake_ingest
@@ -106,10 +132,15 @@ class Library:
         existing = await self._existing(owner_id, digest)
         if existing is not None:
             return existing
-        await asyncio.to_thread(file.seek, 0)
-        cid = await self._blobs.put_file(file, kind.content_type)
+        cid = cid_from_digest(bytes.fromhex(digest))
         try:
             async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", OWNER_LOCK, str(owner_id))
+                await self._check_quotas(conn, owner_id, size)
+                await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", BLOB_LOCK, cid)
+                await asyncio.to_thread(file.seek, 0)
+                if await self._blobs.put_file(file, kind.content_type) != cid:
+                    raise RuntimeError("the blob store's CID disagrees with the upload's SHA-256")
                 doc = await conn.fetchrow(
                     f"""INSERT INTO documents AS d (owner_id, title, filename, content_type, size_bytes,
                             content_hash, blob_cid, is_public, tags)
@@ -126,6 +157,31 @@ class Library:
             return found
         self._wake()
         return Upload(Document(**dict(doc)), Job(**dict(job)), duplicate=False)
+
+    async def _check_quotas(self, conn: asyncpg.Connection, owner_id: uuid.UUID, size: int) -> None:
+        """429 `upload_quota_exceeded` / `too_many_pending_jobs`, 413 `storage_quota_exceeded`,
+        each with the limit in `details`."""
+        q = self._quotas
+        row = await conn.fetchrow(
+            """SELECT count(*) AS documents, coalesce(sum(size_bytes), 0)::bigint AS bytes,
+                      (SELECT count(*) FROM ingestion_jobs j JOIN documents o ON o.id = j.document_id
+                       WHERE o.owner_id = $1 AND o.deleted_at IS NULL
+                         AND j.status IN ('pending', 'extracting', 'embedding')) AS pending
+               FROM documents WHERE owner_id = $1 AND deleted_at IS NULL""", owner_id)
+        if row["documents"] >= q.max_documents:
+            raise errors.QuotaExceeded(
+                f"your library holds the most documents allowed ({q.max_documents}); delete some first",
+                code="upload_quota_exceeded", details={"limit": q.max_documents, "used": row["documents"]})
+        if row["bytes"] + size > q.max_bytes:
+            raise errors.PayloadTooLarge(
+                f"this upload would take your library past {q.max_bytes} bytes",
+                code="storage_quota_exceeded",
+                details={"limit": q.max_bytes, "used": row["bytes"], "size": size})
+        if row["pending"] >= q.max_pending_jobs:
+            raise errors.RateLimited(
+                f"you have {row['pending']} documents waiting to be ingested; upload more once they finish",
+                code="too_many_pending_jobs", retry_after=PENDING_RETRY_SECONDS,
+                details={"limit": q.max_pending_jobs, "pending": row["pending"]})
 
     async def _existing(self, owner_id: uuid.UUID, digest: str) -> Upload | None:
         row = await self._pool.fetchrow(
@@ -175,19 +231,57 @@ class Library:
             raise not_found()
         data = dict(row)
         access: Access = data.pop("access") or "read"
-        return Document(**data), access
+        return _shown_to(Document(**data), user_id), access
 
-    async def download(self, document_id: uuid.UUID, user_id: uuid.UUID) -> Document:
-        """Count a download of a readable document and return it (the caller streams the blob)."""
+    async def download(self, document_id: uuid.UUID, user_id: uuid.UUID) -> tuple[Document, str]:
+        """Count a download of a readable document; returns it and its blob's CID in the
+        private store (`blobs`), which the caller streams."""
         doc = await self.get(document_id, user_id)
-        count = await self._pool.fetchval(
-            "UPDATE documents SET download_count = download_count + 1 WHERE id = $1 RETURNING download_count",
-            document_id)
-        return doc.model_copy(update={"download_count": count})
+        row = await self._pool.fetchrow(
+            """UPDATE documents SET download_count = download_count + 1 WHERE id = $1
+               RETURNING download_count, blob_cid""", document_id)
+        return doc.model_copy(update={"download_count": row["download_count"]}), row["blob_cid"]
 
     @property
     def blobs(self) -> BlobStore:
+        """The private store of uploads."""
         return self._blobs
+
+    # -- blob lifetime ------------------------------------------------------------------------
+
+    async def release_blob(self, cid: str) -> bool:
+        """Delete the blob when no live document references it; True when it was deleted."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", BLOB_LOCK, cid)
+            if await conn.fetchval(
+                    "SELECT 1 FROM documents WHERE blob_cid = $1 AND deleted_at IS NULL LIMIT 1", cid):
+                return False
+            return await self._blobs.delete(cid)
+
+    async def sweep_blobs(self) -> int:
+        """Delete every private blob no live document references (left by a deletion whose
+        blob removal failed, or an upload interrupted between storing and recording it).
+        Returns how many were deleted."""
+        deleted = 0
+        async for cid in self._blobs.cids():
+            try:
+                deleted += await self.release_blob(cid)
+            except Exception:
+                log.exception("sweeping blob %s failed", cid)
+        if deleted:
+            log.info("blob sweep deleted %d unreferenced upload(s)", deleted)
+        return deleted
+
+    async def keep_sweeping(self, interval: float) -> None:
+        """`sweep_blobs` now and then every `interval` seconds (once when 0); run as a task."""
+        while True:
+            try:
+                await self.sweep_blobs()
+            except Exception:
+                log.exception("the blob sweep failed")
+            if interval <= 0:
+                return
+            await asyncio.sleep(interval)
 
     async def list(self, user_id: uuid.UUID, query: LibraryQuery) -> LibraryPage:
         if query.room_id is not None and await self._membership(query.room_id, user_id) is None:
@@ -229,7 +323,7 @@ class Library:
             f"""SELECT {_DOC} FROM documents d WHERE {" AND ".join(where)}
                 ORDER BY d.created_at DESC, d.id DESC LIMIT {params.add(query.limit + 1)}""",
             *params.values)
-        docs = [Document(**dict(row)) for row in rows[: query.limit]]
+        docs = [_shown_to(Document(**dict(row)), user_id) for row in rows[: query.limit]]
         cursor = None
         if len(rows) > query.limit:
             cursor = encode_keyset(docs[-1].created_at, docs[-1].id)
@@ -264,6 +358,11 @@ class Library:
                        finished_at = now(), updated_at = now()
                    WHERE document_id = $1 AND status NOT IN ('ready', 'failed')""", document_id)
             await users.audit(conn, user_id, "document.delete", "document", document_id)
+            cid = await conn.fetchval("SELECT blob_cid FROM documents WHERE id = $1", document_id)
+        try:
+            await self.release_blob(cid)
+        except Exception:  # the sweep deletes it later
+            log.exception("deleting the blob of document %s failed", document_id)
 
     async def _require_owner(self, document_id: uuid.UUID, user_id: uuid.UUID) -> Document:
         doc, access = await self.readable(document_id, user_id)
@@ -364,6 +463,13 @@ class Library:
             raise errors.NotFound("no such room", code="room_not_found")
         if await self._membership(room_id, user_id) is None:
             raise errors.Forbidden("you are not a member of that room", code="not_member")
+
+
+def _shown_to(doc: Document, viewer_id: uuid.UUID) -> Document:
+    """The document as `viewer_id` may see it: content addresses for the owner only."""
+    if doc.owner_id == viewer_id:
+        return doc
+    return doc.model_copy(update={"content_hash": None, "blob_cid": None})
 
 
 def shared_event(doc: Document, share: Share) -> dict[str, Any]:

@@ -24,8 +24,9 @@ class Document(BaseModel):
     filename: str
     content_type: str
     size_bytes: int
-    content_hash: str
-    blob_cid: str
+    content_hash: str | None = Field(description="SHA-256 of the bytes; for the owner only (null for others)")
+    blob_cid: str | None = Field(description="CID of the bytes in the private store; for the owner only (null "
+                                             "for others). Never served by /ipfs: download through the API")
     page_count: int | None
     is_public: bool
     tags: list[str]

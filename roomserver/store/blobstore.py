@@ -6,6 +6,12 @@ Every method that takes a CID raises BadRequest(code="invalid_cid") for a malfor
 NotFound(code="blob_not_found") when the store does not hold it.
 
 Implementations: `MemoryBlobStore` (tests, one process) and `LocalBlobStore` (a directory).
+
+Namespaces: a deployment keeps two stores of this one Protocol, never mixed. `public/` holds
+what was published on purpose (NFT metadata and card images) and is what `GET /ipfs/{cid}`
+serves; `private/` holds user uploads, reachable only through the access-checked document
+download. A backend with one bucket gives each namespace a key prefix (`public/`,
+`private/`); `LocalBlobStore` gives each a directory under `DATA_DIR/blobs`.
 """
 
 from __future__ import annotations
@@ -16,15 +22,18 @@ import io
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from roomserver.errors import BadRequest, NotFound
-from roomserver.store.cid import CidHasher, cid_for_bytes, parse_cid
+from roomserver.store.cid import CidHasher, cid_for_bytes, is_cid, parse_cid
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 COPY_CHUNK = 1 << 20
 STALE_TMP_SECONDS = 3600.0
+PUBLIC = "public"
+PRIVATE = "private"
 
 
 class BlobStore(Protocol):
@@ -49,6 +58,12 @@ class BlobStore(Protocol):
 
     def path(self, cid: str) -> Path | None:
         """The blob's file on local disk, or None when the store keeps no local files."""
+
+    async def delete(self, cid: str) -> bool:
+        """Remove the blob; False when the store did not hold it."""
+
+    def cids(self) -> AsyncIterator[str]:
+        """Every CID the store holds (for sweeps; order unspecified)."""
 
 
 def check_content_type(content_type: str) -> str:
@@ -99,6 +114,14 @@ class MemoryBlobStore:
     def path(self, cid: str) -> Path | None:
         parse_cid(cid)
         return None
+
+    async def delete(self, cid: str) -> bool:
+        parse_cid(cid)
+        return self._blobs.pop(cid, None) is not None
+
+    async def cids(self) -> AsyncIterator[str]:
+        for cid in list(self._blobs):
+            yield cid
 
     def _entry(self, cid: str) -> tuple[bytes, str]:
         parse_cid(cid)
@@ -154,6 +177,26 @@ class LocalBlobStore:
     def path(self, cid: str) -> Path | None:
         file = self._file(cid)
         return file if file.is_file() else None
+
+    async def delete(self, cid: str) -> bool:
+        return await asyncio.to_thread(self._delete, cid)
+
+    async def cids(self) -> AsyncIterator[str]:
+        for cid in await asyncio.to_thread(self._list):
+            yield cid
+
+    def _delete(self, cid: str) -> bool:
+        file = self._file(cid)
+        file.with_name(file.name + ".type").unlink(missing_ok=True)
+        try:
+            file.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _list(self) -> list[str]:
+        return [file.name for shard in self.root.iterdir() if shard.is_dir() and len(shard.name) == 2
+                for file in shard.iterdir() if is_cid(file.name)]
 
     def _file(self, cid: str) -> Path:
         parse_cid(cid)  # also guarantees a safe file name
@@ -219,3 +262,23 @@ class LocalBlobStore:
                     os.unlink(entry.path)
                     removed += 1
         return removed
+
+
+def split_legacy_layout(root: Path, is_private: Callable[[str], bool]) -> int:
+    """Move blobs of the single-namespace layout (`root/<shard>/<cid>`, before issue 12) into
+    `root/private/` (a CID `is_private` names: document uploads) or `root/public/` (the rest,
+    which only NFT publishing wrote). Idempotent; returns how many blobs moved."""
+    moved = 0
+    for shard in [d for d in root.iterdir() if d.is_dir() and len(d.name) == 2]:
+        for file in [f for f in shard.iterdir() if is_cid(f.name)]:
+            target = root / (PRIVATE if is_private(file.name) else PUBLIC) / shard.name
+            target.mkdir(parents=True, exist_ok=True)
+            type_file = file.with_name(file.name + ".type")
+            if type_file.is_file():
+                os.replace(type_file, target / type_file.name)
+            os.replace(file, target / file.name)
+            moved += 1
+        for leftover in shard.iterdir():
+            leftover.unlink()
+        shard.rmdir()
+    return moved

@@ -1,7 +1,10 @@
 """The tutor's budgets: questions per minute (per user, per room), concurrent streams (per
-user, per room) and tokens per day (per user across rooms, per room). A refusal is a typed
-`RateLimited` with `retry_after`; nothing is spent on a question that is refused for streams
-or tokens. Stream counts are per process (each node enforces its own cap).
+user, per room) and tokens per UTC day (per user across rooms, per room, and for the whole
+deployment: accounts and rooms cost nothing to make, so only the deployment-wide ceiling
+bounds the spend). A refusal is a typed `RateLimited` with `retry_after`; the deployment
+ceiling's code is `tutor_daily_ceiling`. Nothing is spent on a question that is refused for
+streams or tokens. Token use is read from `tutor_usage`, so every node sees every node's
+spend; stream counts are per process (each node enforces its own cap).
 """
 
 from __future__ import annotations
@@ -42,11 +45,15 @@ class Budgets:
     async def admit(self, room_id: uuid.UUID, user_id: uuid.UUID) -> Slot:
         """Check every budget and take a stream slot; `Slot.release()` (or `with`) gives it back."""
         s = self.settings
-        room_tokens, user_tokens = await store.tokens_today(self.pool, room_id, user_id)
+        room_tokens, user_tokens, total = await store.tokens_today(self.pool, room_id, user_id)
         if user_tokens >= s.tutor_user_tokens_per_day or room_tokens >= s.tutor_room_tokens_per_day:
             who = "your" if user_tokens >= s.tutor_user_tokens_per_day else "this room's"
             raise RateLimited(f"{who} tutor tokens for today are used up",
                               retry_after=_seconds_to_midnight())
+        if total >= s.tutor_total_tokens_per_day:
+            raise RateLimited("the tutor's tokens for today are used up on this server",
+                              code="tutor_daily_ceiling", retry_after=_seconds_to_midnight(),
+                              details={"limit": s.tutor_total_tokens_per_day, "used": total})
         # no await from here on: the checks and the taking of the slot are one step
         if self.user_streams[user_id] >= s.tutor_user_streams:
             raise RateLimited("you already have the most tutor answers streaming at once",

@@ -131,14 +131,16 @@ async def finish_turn(pool: asyncpg.Pool, turn_id: uuid.UUID, *, status: str, an
                 row["room_id"], row["user_id"], input_tokens, output_tokens)
 
 
-async def tokens_today(pool: asyncpg.Pool, room_id: uuid.UUID, user_id: uuid.UUID) -> tuple[int, int]:
-    """(tokens the room used today, tokens the user used today in any room), in + out."""
+async def tokens_today(pool: asyncpg.Pool, room_id: uuid.UUID, user_id: uuid.UUID) -> tuple[int, int, int]:
+    """(tokens the room used today, tokens the user used today in any room, tokens the whole
+    deployment used today), in + out, UTC day."""
     row = await pool.fetchrow(
         """SELECT coalesce(sum(input_tokens + output_tokens) FILTER (WHERE room_id = $1), 0) AS room,
-                  coalesce(sum(input_tokens + output_tokens) FILTER (WHERE user_id = $2), 0) AS user
-           FROM tutor_usage WHERE day = current_date AND (room_id = $1 OR user_id = $2)""",
+                  coalesce(sum(input_tokens + output_tokens) FILTER (WHERE user_id = $2), 0) AS user,
+                  coalesce(sum(input_tokens + output_tokens), 0) AS total
+           FROM tutor_usage WHERE day = current_date""",
         room_id, user_id)
-    return int(row["room"]), int(row["user"])
+    return int(row["room"]), int(row["user"]), int(row["total"])
 
 
 async def usage(pool: asyncpg.Pool, room_id: uuid.UUID) -> list[dict[str, Any]]:

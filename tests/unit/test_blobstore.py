@@ -115,3 +115,18 @@ async def test_interrupted_put_leaves_nothing_behind(tmp_path: Path) -> None:
     assert files == []
     partial = b"a" * (1 << 20) + b"b" * 1000
     assert not await store.exists(cid_for_bytes(partial))
+
+
+async def test_delete_and_listing(store: BlobStore) -> None:
+    first, second = await store.put(b"one", "text/plain"), await store.put(b"two", "text/plain")
+    assert sorted([cid async for cid in store.cids()]) == sorted([first, second])
+    assert await store.delete(first) is True
+    assert await store.delete(first) is False
+    assert not await store.exists(first) and await store.exists(second)
+    assert [cid async for cid in store.cids()] == [second]
+    with pytest.raises(NotFound):
+        await store.get(first)
+    with pytest.raises(BadRequest):
+        await store.delete("not-a-cid")
+    assert await store.put(b"one", "application/json") == first  # stored afresh, new type
+    assert await store.content_type(first) == "application/json"
