@@ -68,7 +68,8 @@ async def download(client: httpx.AsyncClient, doc: dict[str, object], user: Sign
 
 async def test_a_private_upload_is_never_served_by_cid_and_its_download_follows_access(
         client: httpx.AsyncClient, blob_settings: Settings) -> None:
-    alice, bob, carol = await sign_in(client), await sign_in(client), await sign_in(client)
+    alice, bob, carol, dave = (await sign_in(client), await sign_in(client), await sign_in(client),
+                               await sign_in(client))
     content = notes()
     cid = cid_for_bytes(content)  # what anyone holding the file can compute
     doc = await ingest(client, alice, content, "krebs.txt")
@@ -76,14 +77,15 @@ async def test_a_private_upload_is_never_served_by_cid_and_its_download_follows_
     assert (private_root(blob_settings) / cid[-3:-1] / cid).is_file()
     room = (await client.post("/api/v1/rooms", headers=alice.headers,
                               json={"name": "Metabolism", "room_type": "public"})).json()
-    assert (await client.post(f"/api/v1/rooms/{room['id']}/join", headers=bob.headers)).status_code == 200
+    for member in (bob, dave):
+        assert (await client.post(f"/api/v1/rooms/{room['id']}/join", headers=member.headers)).status_code == 200
     shared = await client.post(f"/api/v1/documents/{doc['id']}/share", headers=alice.headers,
                                json={"room_id": room["id"]})
     assert shared.status_code == 201
     await client.post(f"/api/v1/documents/{doc['id']}/share", headers=alice.headers, json={"user_id": carol.user_id})
 
     # the owner, a member of the room it is shared to, and the user it is shared to may download
-    for reader in (alice, bob, carol):
+    for reader in (alice, bob, carol, dave):
         got = await download(client, doc, reader)
         assert got.status_code == 200 and got.content == content
         assert got.headers["cache-control"] == "private, no-store"
@@ -96,10 +98,10 @@ async def test_a_private_upload_is_never_served_by_cid_and_its_download_follows_
     assert [(d["id"], d["blob_cid"], d["content_hash"]) for d in listed] == [(doc["id"], None, None)]
 
     # by CID: nobody, not even the owner or a reader, not anonymously
-    for who in (None, alice, bob, carol):
+    for who in (None, alice, bob, carol, dave):
         assert await ipfs_status(client, cid, who) == 404
 
-    # revoke the user share; the member leaves the room: both downloads stop
+    # revoke the user share; a member leaves the room: both downloads stop, the staying member keeps it
     revoked = await client.delete(f"/api/v1/documents/{doc['id']}/share", headers=alice.headers,
                                   params={"user_id": carol.user_id})
     assert revoked.status_code == 200
@@ -107,6 +109,13 @@ async def test_a_private_upload_is_never_served_by_cid_and_its_download_follows_
     for former in (bob, carol):
         assert (await download(client, doc, former)).status_code == 404
         assert await ipfs_status(client, cid, former) == 404
+    assert (await download(client, doc, dave)).status_code == 200
+    # revoke the room share: the member still in the room loses it too
+    revoked = await client.delete(f"/api/v1/documents/{doc['id']}/share", headers=alice.headers,
+                                  params={"room_id": room["id"]})
+    assert revoked.status_code == 200
+    assert (await download(client, doc, dave)).status_code == 404
+    assert await ipfs_status(client, cid, dave) == 404
     assert (await download(client, doc, alice)).status_code == 200
 
 
