@@ -1,6 +1,7 @@
 """Two real server processes sharing one Postgres and one Redis of the test's own.
 
-Order matters: the module's last test SIGKILLs node B."""
+Each test makes its own users and rooms, and leaves nodes A and B and Redis running (the SIGKILL
+test kills a node of its own), so the tests pass in any order."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import contextlib
 import os
 import signal
 import socket
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -32,22 +34,36 @@ def redis() -> Iterator[RedisServer]:
     server.stop()
 
 
+NodeStarter = Callable[[str], tuple[str, subprocess.Popen[bytes]]]
+
+
 @pytest.fixture(scope="module")
-def nodes(database_url: str, redis: RedisServer,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    port_a, port_b = free_port(), free_port()
-    origin = f"http://127.0.0.1:{port_a}"
-    base = {"DATABASE_URL": database_url, "REDIS_URL": redis.url, "PUBLIC_ORIGIN": origin,
+def start_node(database_url: str, redis: RedisServer,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeStarter]:
+    """Starts `python -m roomserver serve` nodes on the shared Postgres and Redis, all stopped
+    at the end of the module; each call returns a new node's (base URL, process)."""
+    origin_port = free_port()
+    base = {"DATABASE_URL": database_url, "REDIS_URL": redis.url,
+            "PUBLIC_ORIGIN": f"http://127.0.0.1:{origin_port}",
             "PRESENCE_TTL_SECONDS": "3", "PRESENCE_LEAVE_GRACE_MS": "300",
             "WS_CHAT_PER_MINUTE": "1000000", "LOG_LEVEL": "warning"}
     logs = tmp_path_factory.mktemp("logs")
+    ports = iter([origin_port])  # the first node started serves the public origin
     with contextlib.ExitStack() as stack:
-        urls = {}
-        for name, port in (("a", port_a), ("b", port_b)):
+        def start(name: str) -> tuple[str, subprocess.Popen[bytes]]:
             env = {**base, "DATA_DIR": str(tmp_path_factory.mktemp(f"node-{name}"))}
-            url, proc = stack.enter_context(run_process(env, port=port, log=Path(logs / f"{name}.log")))
-            urls[name], urls[f"proc_{name}"] = url, proc
-        yield urls
+            port = next(ports, None) or free_port()
+            return stack.enter_context(run_process(env, port=port, log=Path(logs / f"{name}.log")))
+
+        yield start
+
+
+@pytest.fixture(scope="module")
+def nodes(start_node: NodeStarter) -> dict[str, object]:
+    urls: dict[str, object] = {}
+    for name in ("a", "b"):
+        urls[name], urls[f"proc_{name}"] = start_node(name)
+    return urls
 
 
 @pytest.fixture
@@ -110,23 +126,27 @@ async def test_fanout_survives_client_kill_and_redis_restart(api: httpx.AsyncCli
     await _until_seq(b, int(acks[-1]["seq"]), timeout=30)  # type: ignore[call-overload]
 
     redis.stop()
-    async with httpx.AsyncClient(timeout=10) as http:
-        for url in (nodes["a"], nodes["b"]):
-            for _ in range(100):
-                health = await http.get(f"{url}/health")
-                if health.status_code == 503:
-                    break
-                await asyncio.sleep(0.1)
-            assert health.status_code == 503 and health.json()["components"]["redis"]["ok"] is False
-        down = await _send_many(a, "while-down", 10)  # durable and acked while Redis is down
-        redis.start()
-        for url in (nodes["a"], nodes["b"]):
-            for _ in range(150):
-                if (await http.get(f"{url}/health")).json()["components"]["redis"]["ok"]:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail(f"{url} did not recover from the Redis restart")
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for url in (nodes["a"], nodes["b"]):
+                for _ in range(100):
+                    health = await http.get(f"{url}/health")
+                    if health.status_code == 503:
+                        break
+                    await asyncio.sleep(0.1)
+                assert health.status_code == 503 and health.json()["components"]["redis"]["ok"] is False
+            down = await _send_many(a, "while-down", 10)  # durable and acked while Redis is down
+            redis.start()
+            for url in (nodes["a"], nodes["b"]):
+                for _ in range(150):
+                    if (await http.get(f"{url}/health")).json()["components"]["redis"]["ok"]:
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    pytest.fail(f"{url} did not recover from the Redis restart")
+    finally:
+        if redis.process is None:  # a failure above must not leave the next test without Redis
+            redis.start()
     after = await _send_many(a, "after-restart", 10)
     last = int(after[-1]["seq"])  # type: ignore[call-overload]
     await _until_seq(b, last, timeout=30)
@@ -212,17 +232,18 @@ def _close_code_of(sock: socket.socket) -> int | None:
     return None
 
 
-async def test_sigkill_a_node_clients_resume_on_the_other(api: httpx.AsyncClient,
-                                                           nodes: dict[str, object]) -> None:
+async def test_sigkill_a_node_clients_resume_on_the_other(api: httpx.AsyncClient, nodes: dict[str, object],
+                                                           start_node: NodeStarter) -> None:
+    victim_url, victim = start_node("victim")  # killed here; A and B stay up for other tests
     alice, bob = await sign_in(api), await sign_in(api)
     room = await create_room(api, alice)
     a = await RoomClient.open(str(nodes["a"]), alice, room)
-    b = await RoomClient.open(str(nodes["b"]), bob, room)
+    b = await RoomClient.open(victim_url, bob, room)
     await a.wait_for(lambda f: f["type"] == "user_joined" and f["user"]["user_id"] == bob.user_id)
     start = a.frames[0]["seq"]
     bob_sender = asyncio.create_task(_send_many(b, "bob", 200))
     await asyncio.sleep(0.3)
-    os.kill(nodes["proc_b"].pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    os.kill(victim.pid, signal.SIGKILL)
     with contextlib.suppress(Exception):
         await bob_sender
     acked = [f for f in b.frames if f["type"] == "ack"]
