@@ -20,6 +20,7 @@ from roomserver.realtime.hub import Connection
 from roomserver.realtime.node import Caller, Realtime, RealtimeConfig
 from roomserver.realtime.presence import MemoryPresence
 from roomserver.store.db import create_pool
+from tests.world import add_room, add_user
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +31,8 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def _room(pool: asyncpg.Pool) -> tuple[uuid.UUID, uuid.UUID]:
-    user = await pool.fetchval("INSERT INTO users (wallet_address) VALUES ($1) RETURNING id",
-                               uuid.uuid4().hex)
-    room = await pool.fetchval(
-        "INSERT INTO study_rooms (name, room_type, owner_id) VALUES ('r', 'public', $1) RETURNING id", user)
-    return room, user
+    user, _ = await add_user(pool)
+    return await add_room(pool, user), user
 
 
 async def test_concurrent_writers_get_gap_free_seqs_and_resends_write_once(pool: asyncpg.Pool) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import re
 import time
 import uuid
@@ -18,15 +19,19 @@ import pytest
 from pgvector.asyncpg import register_vector
 
 from roomserver.config import Settings
-from roomserver.library.embeddings import MiniLMEmbedder
+from roomserver.library.documents import Library
+from roomserver.library.embeddings import HashingEmbedder, MiniLMEmbedder
 from roomserver.library.ingest import Ingestor
+from roomserver.rooms import RoomService
 from roomserver.store.blobstore import MemoryBlobStore
+from roomserver.store.db import create_pool
 from roomserver.store.pgembed import EmbeddedPostgres
 from roomserver.store.ports import free_port
 from tests import pdfs
 from tests.bombs import amplifying_csv, nested_markdown
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest, serve, upload, wait_job
+from tests.world import add_user
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +192,8 @@ async def restart_mid_ingestion(settings: Settings, embedder: MiniLMEmbedder, db
 async def test_a_job_interrupted_too_often_fails(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     user = await sign_in(client)
     doc = await ingest(client, user, b"A document whose ingestion keeps crashing the worker.\n", "flaky.txt")
+    # forged on purpose: a job three workers already died in (attempts 3, lease lapsed) is what
+    # three crashed nodes leave behind, which a test cannot produce by crashing nodes cheaply
     job_id = await db.fetchval(
         """INSERT INTO ingestion_jobs (document_id, status, attempts, lease_until)
            VALUES ($1, 'embedding', 3, now() - interval '1 second') RETURNING id""", doc["id"])
@@ -239,6 +246,7 @@ async def test_a_job_whose_node_died_while_extracting_fails_instead_of_moving_on
     user = await sign_in(client)
     doc = await ingest(client, user, b"A file that took its node down while being read.\n", "killer.txt")
     # one earlier crash recorded; the lease of the second node that was reading it lapsed too
+    # (forged on purpose: the state two nodes killed mid-extraction leave behind)
     job_id = await db.fetchval(
         """INSERT INTO ingestion_jobs (document_id, status, attempts, extract_crashes, lease_until)
            VALUES ($1, 'extracting', 2, 1, now() - interval '1 second') RETURNING id""", doc["id"])
@@ -252,22 +260,20 @@ async def quiet_db(pg: EmbeddedPostgres, template_db: str) -> AsyncIterator[asyn
     """A database of its own, where no app claims jobs."""
     name = f"claims_{uuid.uuid4().hex[:8]}"
     pg.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    pool = await asyncpg.create_pool(pg.url(name), min_size=1, max_size=2)
+    pool = await create_pool(pg.url(name), min_size=1, max_size=2)
     yield pool
     await pool.close()
 
 
 async def queue(pool: asyncpg.Pool, owner: uuid.UUID, count: int) -> None:
+    """`count` uploads by `owner`, each queueing its ingestion job (no worker runs here)."""
+    library = Library(pool, MemoryBlobStore(), HashingEmbedder(), membership=RoomService(pool).membership)
     for _ in range(count):
-        doc = await pool.fetchval(
-            """INSERT INTO documents (owner_id, title, filename, content_type, size_bytes, content_hash, blob_cid)
-               VALUES ($1, 't', 't.txt', 'text/plain', 1, gen_random_uuid()::text, 'b') RETURNING id""", owner)
-        await pool.execute("INSERT INTO ingestion_jobs (document_id) VALUES ($1)", doc)
+        await library.upload(owner, io.BytesIO(f"notes {uuid.uuid4()}\n".encode()), "t.txt")
 
 
 async def test_claims_go_round_robin_by_owner(quiet_db: asyncpg.Pool, embedder: MiniLMEmbedder) -> None:
-    heavy, light, late = [await quiet_db.fetchval(
-        "INSERT INTO users (wallet_address) VALUES ($1) RETURNING id", f"wallet-{n}") for n in range(3)]
+    heavy, light, late = [(await add_user(quiet_db))[0] for _ in range(3)]
     await queue(quiet_db, heavy, 100)  # one user's hundred uploads first
     await queue(quiet_db, light, 1)  # then another user's one
     ingestor = Ingestor(quiet_db, MemoryBlobStore(), embedder)

@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import pytest
 from solana.rpc.async_api import AsyncClient
-from solders.keypair import Keypair
 
 from roomserver import errors
 from roomserver.chain.keys import load_server_keys
@@ -22,31 +21,33 @@ from roomserver.nft.minting import NftService
 from roomserver.nft.quota import SponsorLimits
 from roomserver.rooms import RoomService
 from roomserver.store.blobstore import MemoryBlobStore
+from roomserver.store.db import create_pool
+from tests.world import Shelf, add_room, add_user
 
 NEW_ROOMS_MINTABLE = SponsorLimits(room_min_age_seconds=0)
 
 
 @pytest.fixture(scope="module")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as p:
-        yield p
+    p = await create_pool(database_url, min_size=1, max_size=4)  # the app's codecs (jsonb)
+    yield p
+    await p.close()
 
 
 async def _user(pool: asyncpg.Pool) -> tuple[uuid.UUID, str]:
-    wallet = str(Keypair().pubkey())
-    return await pool.fetchval("INSERT INTO users (wallet_address) VALUES ($1) RETURNING id", wallet), wallet
+    return await add_user(pool)
+
+
+MENDEL = "Mendel grew Peas. Peas 0. Peas 1. Peas 2."
 
 
 async def _room_and_highlight(pool: asyncpg.Pool, owner: uuid.UUID, author: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
-    room = await pool.fetchval(
-        "INSERT INTO study_rooms (name, room_type, owner_id) VALUES ('Genetics', 'public', $1) RETURNING id", owner)
-    doc = await pool.fetchval(
-        """INSERT INTO documents (owner_id, title, filename, content_type, size_bytes, content_hash, blob_cid)
-           VALUES ($1, 'Mendel', 'm.pdf', 'application/pdf', 1, $2, $2) RETURNING id""", author, uuid.uuid4().hex)
-    highlight = await pool.fetchval(
-        "INSERT INTO highlights (document_id, room_id, user_id, text) VALUES ($1, $2, $3, 'Peas.') RETURNING id",
-        doc, room, author)
-    return room, highlight
+    """A room of `owner` that `author` joined, and the author's room highlight "Peas." of a
+    document the author uploaded and shared to the room."""
+    room = await add_room(pool, owner, author, name="Genetics")
+    shelf = Shelf(pool)
+    doc = await shelf.document(author, [MENDEL], title="Mendel", rooms=[room])
+    return room, await shelf.highlight(doc, author, "Peas.", room_id=room)
 
 
 async def test_a_sponsored_highlight_mint_announces_itself_in_its_room(
@@ -142,9 +143,8 @@ async def test_concurrent_requests_cannot_overshoot_a_users_quota(
     service = sponsored(pool, rpc, tmp_path, user_mints_per_day=1)
     await service.mint_room(room, owner, owner_wallet)
     doc = await pool.fetchval("SELECT document_id FROM highlights WHERE id = $1", first)
-    others = [await pool.fetchval(
-        "INSERT INTO highlights (document_id, room_id, user_id, text) VALUES ($1, $2, $3, $4) RETURNING id",
-        doc, room, author, f"Peas {i}.") for i in range(3)]
+    shelf = Shelf(pool)
+    others = [await shelf.highlight(doc, author, f"Peas {i}.", room_id=room) for i in range(3)]
     results = await asyncio.gather(*(service.mint_highlight(h, author, author_wallet) for h in [first, *others]),
                                    return_exceptions=True)
     assert sum(1 for r in results if not isinstance(r, BaseException)) == 1, results
@@ -155,7 +155,7 @@ async def test_concurrent_requests_cannot_overshoot_a_users_quota(
 async def test_a_room_younger_than_the_minimum_age_is_not_sponsored(
         pool: asyncpg.Pool, rpc: AsyncClient, tmp_path: Path) -> None:
     (owner, owner_wallet), (author, _) = await _user(pool), await _user(pool)
-    room, _ = await _room_and_highlight(pool, owner, author)
+    room = await add_room(pool, owner, author, name="Genetics")  # just created: under a second old
     with pytest.raises(errors.RateLimited) as young:
         await sponsored(pool, rpc, tmp_path, room_min_age_seconds=600).mint_room(room, owner, owner_wallet)
     assert young.value.code == "room_too_new" and 599 < young.value.retry_after <= 600

@@ -42,8 +42,11 @@ from roomserver.chain.spl_token import (
 from roomserver.config import Settings
 from roomserver.gating.gatekeeper import Gate, Gatekeeper, MemoryGateCache
 from roomserver.ledger.process import LedgerProcess
+from roomserver.library.embeddings import HashingEmbedder
 from roomserver.store.ports import free_port
+from tests import pdfs
 from tests.clients import SignedInUser, sign_in
+from tests.library_fixtures import ingest
 from tests.servers import run_app
 
 T22 = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
@@ -65,29 +68,39 @@ async def sponsored_url(settings: Settings) -> AsyncIterator[str]:
     sponsored = dataclasses.replace(settings, port=port, public_origin=f"http://127.0.0.1:{port}",
                                     nft_mint_mode="sponsored", nft_sponsored_room_min_age_seconds=ROOM_MIN_AGE,
                                     nft_sponsored_user_mints_per_day=USER_MINTS_PER_DAY)
-    async with run_app(sponsored) as url:
+    async with run_app(sponsored, embedder=HashingEmbedder()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def base_url(settings: Settings) -> AsyncIterator[str]:
+    """The app with the hashing embedder: these tests ingest documents but never search them."""
+    async with run_app(settings, embedder=HashingEmbedder()) as url:
         yield url
 
 
 # -- helpers ------------------------------------------------------------------------------
 
 
-async def make_highlight(database_url: str, user_id: str, room_id: str | None, text: str,
-                         page: int | None = 7) -> str:
-    """A document and a highlight row, as the library's upload/highlight API will write them."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        doc = await conn.fetchval(
-            """INSERT INTO documents (owner_id, title, filename, content_type, size_bytes, content_hash,
-                   blob_cid, status)
-               VALUES ($1, 'On the Origin of Species', 'origin.pdf', 'application/pdf', 10, $2, $2, 'ready')
-               RETURNING id""", uuid.UUID(user_id), uuid.uuid4().hex)
-        return str(await conn.fetchval(
-            """INSERT INTO highlights (document_id, room_id, user_id, text, context_before, context_after, page)
-               VALUES ($1, $2, $3, $4, 'before the passage', 'after the passage', $5) RETURNING id""",
-            doc, uuid.UUID(room_id) if room_id else None, uuid.UUID(user_id), text, page))
-    finally:
-        await conn.close()
+ORIGIN = "On the Origin of Species"
+
+
+async def make_highlight(http: httpx.AsyncClient, user: SignedInUser, room_id: str | None, text: str,
+                         page: int = 7) -> str:
+    """`user`'s highlight of `text` on `page` of a document they uploaded (ingested, and shared
+    to the room when there is one), all through the REST API."""
+    pages = [f"Chapter {n}." for n in range(1, page)] + [f"before the passage {text} after the passage"]
+    doc = await ingest(http, user, pdfs.simple_pdf(pages), "origin.pdf", title=ORIGIN)
+    if room_id is not None:
+        shared = await http.post(f"/api/v1/documents/{doc['id']}/share", headers=user.headers,
+                                 json={"room_id": room_id})
+        assert shared.status_code == 201, shared.text
+    made = await http.post(f"/api/v1/documents/{doc['id']}/highlights", headers=user.headers,
+                           json={"text": text, "context_before": "before the passage",
+                                 "context_after": "after the passage", "room_id": room_id})
+    assert made.status_code == 201, made.text
+    assert made.json()["page"] == page
+    return str(made.json()["id"])
 
 
 async def create_room(http: httpx.AsyncClient, owner: SignedInUser, **fields: Any) -> str:
@@ -148,7 +161,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-async def world(base_url: str, rpc: AsyncClient, database_url: str) -> World:
+async def world(base_url: str, rpc: AsyncClient) -> World:
     """An owner mints their room as a collection, a student mints a highlight into it: both wallet-signed."""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         owner, student = await funded_user(http, rpc), await funded_user(http, rpc)
@@ -156,7 +169,7 @@ async def world(base_url: str, rpc: AsyncClient, database_url: str) -> World:
         room_nft = await mint_wallet_signed(http, rpc, owner, "/api/v1/nft/mint-room", {"room_id": room_id})
         assert (await http.post(f"/api/v1/rooms/{room_id}/join", headers=student.headers)).status_code == 200
         text = "Endless forms most beautiful & most wonderful <have been>, and are being, evolved."
-        highlight_id = await make_highlight(database_url, student.user_id, room_id, text)
+        highlight_id = await make_highlight(http, student, room_id, text)
         nft = await mint_wallet_signed(http, rpc, student, "/api/v1/nft/mint-highlight", {"highlight_id": highlight_id})
     return World(owner, student, room_id, room_nft["mint"], highlight_id, nft)
 
@@ -259,8 +272,8 @@ async def test_a_highlight_nft_opens_a_room_gated_on_the_room_collection(world: 
 
 
 async def test_confirm_refuses_a_signature_of_another_transaction(world: World, http: httpx.AsyncClient,
-                                                                  rpc: AsyncClient, database_url: str) -> None:
-    highlight = await make_highlight(database_url, world.student.user_id, world.room_id, "A struggle for life.")
+                                                                  rpc: AsyncClient) -> None:
+    highlight = await make_highlight(http, world.student, world.room_id, "A struggle for life.")
     pending = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight},
                               headers=world.student.headers)
     assert pending.status_code == 200 and pending.json()["status"] == "pending"
@@ -278,7 +291,7 @@ async def test_confirm_refuses_a_signature_of_another_transaction(world: World, 
 
 async def test_confirm_refuses_a_mint_whose_metadata_differs(world: World, http: httpx.AsyncClient, rpc: AsyncClient,
                                                              ledger: LedgerProcess, database_url: str) -> None:
-    highlight = await make_highlight(database_url, world.student.user_id, world.room_id, "Natural selection.")
+    highlight = await make_highlight(http, world.student, world.room_id, "Natural selection.")
     pending = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight},
                               headers=world.student.headers)
     # a retried request before signing hands back the very same transaction
@@ -308,7 +321,7 @@ async def test_confirm_refuses_a_mint_whose_metadata_differs(world: World, http:
         await conn.close()
 
 
-async def test_only_authors_and_owners_mint(world: World, http: httpx.AsyncClient, database_url: str) -> None:
+async def test_only_authors_and_owners_mint(world: World, http: httpx.AsyncClient) -> None:
     def code(response: httpx.Response) -> tuple[int, str]:
         return response.status_code, response.json()["error"]["code"]
 
@@ -324,10 +337,10 @@ async def test_only_authors_and_owners_mint(world: World, http: httpx.AsyncClien
     assert code(await http.post("/api/v1/nft/mint-room", json={"room_id": str(uuid.uuid4())}, headers=other.headers)) == (
         404, "room_not_found")
     unminted_room = await create_room(http, other, name="No collection yet")
-    loose = await make_highlight(database_url, other.user_id, unminted_room, "Variation under domestication.")
+    loose = await make_highlight(http, other, unminted_room, "Variation under domestication.")
     assert code(await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": loose}, headers=other.headers)) == (
         409, "room_collection_missing")
-    roomless = await make_highlight(database_url, other.user_id, None, "Variation under nature.")
+    roomless = await make_highlight(http, other, None, "Variation under nature.")
     assert code(await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": roomless}, headers=other.headers)) == (
         409, "highlight_not_in_room")
     assert code(await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": "nope"}, headers=other.headers)) == (
@@ -338,15 +351,15 @@ async def test_only_authors_and_owners_mint(world: World, http: httpx.AsyncClien
 # -- sponsored ----------------------------------------------------------------------------
 
 
-async def test_sponsored_mode_mints_without_the_wallet_paying(sponsored_url: str, rpc: AsyncClient,
-                                                              database_url: str) -> None:
+async def test_sponsored_mode_mints_without_the_wallet_paying(sponsored_url: str, rpc: AsyncClient) -> None:
     async with httpx.AsyncClient(base_url=sponsored_url, timeout=30) as http:
         owner, student = await sign_in(http), await sign_in(http)  # wallets with no SOL at all
         room_id = await create_room(http, owner, name="Sponsored seminar")
+        assert (await http.post(f"/api/v1/rooms/{room_id}/join", headers=student.headers)).status_code == 200
         room = await mint_aged_room(http, owner, room_id)
         assert room.json()["status"] == "confirmed" and room.json()["transaction"] is None
         assert room.json()["fee_payer"] not in (owner.wallet.address, student.wallet.address)
-        highlight = await make_highlight(database_url, student.user_id, room_id, "Survival of the fittest.")
+        highlight = await make_highlight(http, student, room_id, "Survival of the fittest.")
         minted = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight}, headers=student.headers)
         assert minted.status_code == 200, minted.text
         nft = minted.json()
@@ -386,9 +399,10 @@ async def test_sponsored_mints_stop_at_the_per_user_daily_quota_before_anything_
     async with httpx.AsyncClient(base_url=sponsored_url, timeout=30) as http:
         owner, student = await sign_in(http), await sign_in(http)
         room_id = await create_room(http, owner, name="Quota seminar")
+        assert (await http.post(f"/api/v1/rooms/{room_id}/join", headers=student.headers)).status_code == 200
         collection = (await mint_aged_room(http, owner, room_id)).json()
         fee_payer = Pubkey.from_string(collection["fee_payer"])
-        highlights = [await make_highlight(database_url, student.user_id, room_id, f"Passage {i}.")
+        highlights = [await make_highlight(http, student, room_id, f"Passage {i}.")
                       for i in range(USER_MINTS_PER_DAY + 1)]
         for highlight in highlights[:USER_MINTS_PER_DAY]:
             minted = await http.post("/api/v1/nft/mint-highlight", json={"highlight_id": highlight},

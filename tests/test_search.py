@@ -174,7 +174,7 @@ async def test_a_private_canary_never_reaches_another_user(client: httpx.AsyncCl
         assert as_room[0].document_id == uuid.UUID(doc["id"])
         nowhere = await search(pool, embedder, CANARY, Scope(room_id=uuid.uuid4(), include_public=False))
         assert nowhere == []
-        # an expired share grants nothing
+        # an expired share grants nothing (forged by moving its expiry into the past: no waiting)
         await pool.execute("UPDATE document_permissions SET expires_at = now() - interval '1 second' "
                            "WHERE document_id = $1", uuid.UUID(doc["id"]))
         expired = await search(pool, embedder, CANARY, Scope(room_id=uuid.UUID(room["id"])), limit=50)

@@ -24,6 +24,7 @@ from roomserver.tutor.prompts import SYSTEM_PROMPT
 from tests.fake_anthropic import FakeAnthropic, MidStreamError, Overloaded, Reply, Stall
 from tests.model_fixtures import shared_minilm
 from tests.tutor_world import ENZYME_PAGES, HistoryFinalStore, add_document, add_room, add_user
+from tests.world import join
 
 QUESTION = "Why does an enzyme stop working at high temperature?"
 
@@ -280,7 +281,7 @@ async def test_usage_is_recorded_and_tokens_per_day_are_a_budget(
         make_tutor: Any, world: dict[str, Any], fake: FakeAnthropic, pool: asyncpg.Pool) -> None:
     room = await add_room(pool, world["owner"], world["student"])
     user = await add_user(pool)
-    await pool.execute("INSERT INTO room_participants (room_id, user_id) VALUES ($1, $2)", room, user)
+    await join(pool, room, user)
     tutor, _ = make_tutor(tutor_user_tokens_per_day=200)
     fake.script(Reply(["Which page?"], input_tokens=111, output_tokens=22))
     await finished(await tutor.ask(Question(room, user, QUESTION)))

@@ -1,7 +1,8 @@
-"""Rooms, users and documents for the tutor's tests, written straight into the database.
+"""Rooms, users and documents for the tutor's tests. Users and rooms come from the services
+(tests.world); documents are written straight into the database (see `add_document`).
 
-Documents get real chunks with real MiniLM embeddings and are shared to rooms through
-`document_permissions`, so retrieval runs the library's real scoped search.
+Documents get real chunks with real MiniLM embeddings and are shared to rooms by the library's
+`share`, so retrieval runs the library's real scoped search.
 """
 
 from __future__ import annotations
@@ -14,32 +15,35 @@ from typing import Any
 
 import asyncpg
 
+from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder
+from roomserver.library.models import ShareRequest
 from roomserver.realtime.history import History
+from roomserver.rooms import RoomService
+from roomserver.store.blobstore import MemoryBlobStore
 from roomserver.tutor import Stored
+from tests import world
 
 
 async def add_user(pool: asyncpg.Pool) -> uuid.UUID:
-    user_id: uuid.UUID = await pool.fetchval(
-        "INSERT INTO users (wallet_address) VALUES ($1) RETURNING id", secrets.token_hex(16))
-    return user_id
+    """A signed-up user (through `tests.world`)."""
+    user, _ = await world.add_user(pool)
+    return user
 
 
-async def add_room(pool: asyncpg.Pool, owner: uuid.UUID, *members: uuid.UUID) -> uuid.UUID:
-    room_id: uuid.UUID = await pool.fetchval(
-        "INSERT INTO study_rooms (name, room_type, owner_id) VALUES ($1, 'public', $2) RETURNING id",
-        f"room {secrets.token_hex(3)}", owner)
-    await pool.execute("INSERT INTO room_participants (room_id, user_id, role) VALUES ($1, $2, 'owner')",
-                       room_id, owner)
-    for member in members:
-        await pool.execute("INSERT INTO room_participants (room_id, user_id) VALUES ($1, $2)", room_id, member)
-    return room_id
+add_room = world.add_room  # a public room of `owner` joined by `members`, through RoomService
 
 
 async def add_document(pool: asyncpg.Pool, embedder: Embedder, owner: uuid.UUID, title: str,
                        pages: Sequence[tuple[int, str]], *, rooms: Sequence[uuid.UUID] = (),
                        public: bool = False) -> uuid.UUID:
-    """A ready document with one chunk per (page number, text), shared to `rooms`."""
+    """A ready document with one chunk per (page number, text), shared to `rooms`.
+
+    Written as rows on purpose (a forged state): the tutor's tests need chunks with exact
+    boundaries on chosen page numbers (pages 13-15 of a textbook) so that retrieval, scoping
+    and citations are asserted exactly; ingestion would choose its own pages and chunk
+    boundaries. Sharing goes through the library. Upload and ingestion are tested through the services in test_ingest.py and
+    test_library_api.py (and tests.world.Shelf makes service-built documents)."""
     body = "\n".join(text for _, text in pages).encode()
     digest = hashlib.sha256(body + secrets.token_bytes(8)).hexdigest()
     doc_id: uuid.UUID = await pool.fetchval(
@@ -56,10 +60,9 @@ async def add_document(pool: asyncpg.Pool, embedder: Embedder, owner: uuid.UUID,
                VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)""",
             doc_id, index, text, page, offset, offset + len(text), len(text.split()), vector)
         offset += len(text) + 1
-    for room in rooms:
-        await pool.execute(
-            "INSERT INTO document_permissions (document_id, room_id, granted_by) VALUES ($1, $2, $3)",
-            doc_id, room, owner)
+    library = Library(pool, MemoryBlobStore(), embedder, membership=RoomService(pool).membership)
+    for room in rooms:  # shared as the owner shares it over REST
+        await library.share(doc_id, owner, ShareRequest(room_id=room))
     return doc_id
 
 
