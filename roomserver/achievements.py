@@ -1,7 +1,13 @@
 """Achievements: awarded once per user, each adding XP (and so maybe a level), announced live.
 
-Codes live in the `achievements` table (seeded by store/schema/0001). Awarding never fails the action
-that earned it: a database error is logged and the action goes on.
+What earns one is a table, `FIRSTS`: an event a service reports -> the achievement that doing
+it the first time earns. The services report through the `OnEvent` callback they are given at
+construction (`Achievements.record`), after the action committed, each action by the service
+that commits it: `room_created` by the room service, `document_uploaded` (a new document, not
+a duplicate) by the library, `highlight_created` by the history for a room highlight (REST or
+socket) and by the highlights service for one made outside a room, `message_posted` by the
+history. Codes live in the `achievements` table (seeded by store/schema/0001). Awarding never
+fails the action that earned it: a database error is logged and the action goes on.
 """
 
 from __future__ import annotations
@@ -9,13 +15,31 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 
 from roomserver.protocol import Achievement
 
 log = logging.getLogger(__name__)
+
+Event = Literal["room_created", "document_uploaded", "highlight_created", "message_posted"]
+
+FIRSTS: dict[Event, str] = {
+    "room_created": "first_room",
+    "document_uploaded": "first_upload",
+    "highlight_created": "first_highlight",
+    "message_posted": "first_message",
+}
+"""An event -> the achievement its first occurrence earns."""
+
+OnEvent = Callable[[Event, uuid.UUID, uuid.UUID | None], Awaitable[None]]
+"""on_event(event, user_id, room_id or None): a service reports what a user did; never raises."""
+
+
+async def no_event(event: Event, user_id: uuid.UUID, room_id: uuid.UUID | None) -> None:
+    return None
+
 
 Announce = Callable[[uuid.UUID, uuid.UUID | None, Achievement], Awaitable[None]]
 """announce(user_id, room_id or None, achievement): tell the user (and the room they earned it in)."""
@@ -33,6 +57,16 @@ class Achievements:
         self.announce = announce
         # (user, code) pairs known to be awarded: the hot path (every chat message) skips the query
         self._known: set[tuple[uuid.UUID, str]] = set()
+
+    async def record(self, event: Event, user_id: uuid.UUID, room_id: uuid.UUID | None = None) -> None:
+        """The `OnEvent` the services are given: award what `FIRSTS` maps `event` to."""
+        code = FIRSTS.get(event)
+        if code is None:
+            return
+        try:
+            await self.award(user_id, code, room_id)
+        except Exception:  # the action that earned it has committed: it must not fail now
+            log.exception("achievement %s for %s failed", code, user_id)
 
     async def award(self, user_id: uuid.UUID, code: str, room_id: uuid.UUID | None = None) -> Achievement | None:
         """Award `code` to the user unless they have it; returns it when newly earned."""

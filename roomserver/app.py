@@ -48,7 +48,7 @@ from roomserver.library.extract import ExtractionLimits
 from roomserver.library.highlights import Highlights, RowWriter
 from roomserver.library.ingest import Ingestor
 from roomserver.nft import minting as nft
-from roomserver.protocol import HighlightCreate
+from roomserver.protocol import Achievement, HighlightCreate
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime.broker import redis_client
 from roomserver.realtime.frames import Frames, Hooks, TutorHandler
@@ -154,9 +154,11 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     state.health_checks["database"] = database_health
     state.gatekeeper = Gatekeeper(chain, await open_gate_cache(settings, stack, modes))
     gates = RoomGates(state.gatekeeper)
+    state.achievements = open_achievements(state)
+    on_event = state.achievements.record
     state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate,
-                              gate_recheck_seconds=settings.gate_recheck_seconds)
-    history = History(pool)
+                              gate_recheck_seconds=settings.gate_recheck_seconds, on_event=on_event)
+    history = History(pool, on_event=on_event)
     observer = start_recorder(settings, stack, modes)
     state.realtime = await open_realtime(settings, stack, history, state.sessions.is_live, modes,
                                          observer=observer)
@@ -175,10 +177,20 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     state.nft = nft.from_settings(settings, pool, chain, state.public_blobs, state.rooms, modes)
     await open_library(settings, stack, state, embedder)
     state.tutor, tutor_handler = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
-    state.achievements = Achievements(pool, announce=state.realtime.announce_achievement)
     link_room_events(state)
     state.frames = Frames(state.realtime, history, frame_hooks(state, tutor_handler))
     return state
+
+
+def open_achievements(state: AppState) -> Achievements:
+    """Achievements, whose `record` the services get as their event hook. They are built
+    before the realtime node (which needs the services), so an earned one is announced
+    through `state.realtime` as it is when the announcement happens."""
+
+    async def announce(user_id: uuid.UUID, room_id: uuid.UUID | None, achievement: Achievement) -> None:
+        await state.realtime.announce_achievement(user_id, room_id, achievement)
+
+    return Achievements(state.db, announce=announce)
 
 
 def link_room_events(state: AppState) -> None:
@@ -191,8 +203,8 @@ def link_room_events(state: AppState) -> None:
 
 
 def frame_hooks(state: AppState, tutor: TutorHandler) -> Hooks:
-    """The policy socket frames run under: the library's document checks, the tutor, the
-    achievements and the room's roles."""
+    """The policy socket frames run under: the library's document checks, the tutor and the
+    room's roles."""
 
     async def role_of(room_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
         member = await state.rooms.membership(room_id, user_id)
@@ -205,8 +217,7 @@ def frame_hooks(state: AppState, tutor: TutorHandler) -> Hooks:
         """`Library.point_room_to`: owners and admins make sure the room can read it."""
         return (await state.library.point_room_to(document_id, caller.user_id, caller.room_id)).title
 
-    return Hooks(role_of=role_of, check_highlight=check_highlight, may_share=may_share, tutor=tutor,
-                 award=state.achievements.award)
+    return Hooks(role_of=role_of, check_highlight=check_highlight, may_share=may_share, tutor=tutor)
 
 
 async def open_blobs(settings: Settings, state: AppState) -> None:
@@ -245,7 +256,8 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
     sweeper = asyncio.create_task(state.library.keep_sweeping(settings.blob_sweep_seconds), name="blob-sweep")
     stack.push_async_callback(_cancel, sweeper)
     state.highlights = Highlights(state.db, state.library, membership=membership,
-                                  in_room=state.realtime.highlight_created)
+                                  in_room=state.realtime.highlight_created,
+                                  on_event=state.achievements.record)
     state.modes["library"] = (f"{type(embedder).__name__} embeddings, "
                               f"{settings.ingest_concurrency} ingestion worker(s)")
 

@@ -19,12 +19,12 @@ async def make_store(
     request: pytest.FixtureRequest, redis_url: str
 ) -> AsyncIterator[Callable[..., Presence]]:
     if request.param == "memory":
-        shared = MemoryPresence(ttl=TTL, typing_ttl=0.5)
+        shared = MemoryPresence(ttl=TTL)
         yield lambda: shared  # nodes of one process share the memory store
         return
     client = aioredis.Redis.from_url(redis_url)
     prefix = f"test-presence-{uuid.uuid4().hex}"
-    yield lambda: RedisPresence(client, ttl=TTL, typing_ttl=0.5, prefix=prefix)
+    yield lambda: RedisPresence(client, ttl=TTL, prefix=prefix)
     await client.aclose()
 
 
@@ -87,26 +87,14 @@ async def test_crashed_node_users_vanish_after_ttl_while_heartbeats_keep_others(
     assert [m["user_id"] for m in members] == ["bob"]
 
 
-async def test_typing_is_ephemeral(make_store: Callable[..., Presence]) -> None:
-    store = make_store()
-    await store.set_typing("r4", "alice", True)
-    await store.set_typing("r4", "bob", True)
-    assert await store.typing("r4") == ["alice", "bob"]
-    await store.set_typing("r4", "bob", False)
-    assert await store.typing("r4") == ["alice"]
-    await asyncio.sleep(0.6)  # typing_ttl 0.5 s
-    assert await store.typing("r4") == []
-
-
 async def test_redis_keys_expire_by_themselves(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     prefix = f"test-presence-{uuid.uuid4().hex}"
     try:
         store = RedisPresence(client, ttl=TTL, prefix=prefix)
         await store.add("r5", "alice", "n", alice())
-        await store.set_typing("r5", "alice", True)
         keys = await client.keys(f"{prefix}:*")
-        assert len(keys) == 3
+        assert len(keys) == 2
         assert all(0 < ttl <= 7 for ttl in [await client.ttl(k) for k in keys])
     finally:
         await client.aclose()

@@ -200,7 +200,6 @@ async def create_highlight(request: Request) -> Response:
     document_id = _path_id(request)
     body = await read_body(request, HighlightDraft)
     made = await _highlights(request).create(document_id, session.user_id, body)
-    await app_state(request).achievements.award(session.user_id, "first_highlight", body.room_id)
     return reply(made, status=201)
 
 

@@ -92,7 +92,6 @@ async def create_room(request: Request) -> Response:
     session = await require_user(request)
     body = await read_body(request, CreateRoomRequest)
     room = await _service(request).create(session.user_id, body)
-    await app_state(request).achievements.award(session.user_id, "first_room")
     return reply(room, status=201)
 
 

@@ -39,6 +39,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from roomserver import errors
+from roomserver.achievements import OnEvent, no_event
 from roomserver.identity import users
 from roomserver.library.documents import Library, Membership
 from roomserver.library.models import Document, Highlight, HighlightDraft
@@ -206,8 +207,12 @@ class Checked:
 
 class Highlights:
     def __init__(self, pool: asyncpg.Pool, library: Library, *, membership: Membership,
-                 in_room: InRoom = no_room_events, texts: PageTexts | None = None) -> None:
+                 in_room: InRoom = no_room_events, texts: PageTexts | None = None,
+                 on_event: OnEvent = no_event) -> None:
+        """`on_event` hears `highlight_created` for a highlight made outside a room (a room's
+        are reported by the durable write `in_room` makes)."""
         self._pool = pool
+        self._on_event = on_event
         self._library = library
         self._membership = membership
         self._in_room = in_room
@@ -237,6 +242,7 @@ class Highlights:
         if draft.room_id is None:
             async with self._pool.acquire() as conn, conn.transaction():
                 await write_row(conn)
+            await self._on_event("highlight_created", user_id, None)
         else:
             await self._in_room(draft.room_id, user_id, write_row)
         return made[0]

@@ -6,8 +6,8 @@ handled here. Durable frames are written by `History` and published by the node 
 the commit; the reply (an `ack` with the seq, or `pong`) is returned to the edge. Refusals
 raise typed errors (the edge sends them as `error` frames).
 
-Policy comes in as `Hooks`, passed at construction: the document checks, the tutor, the
-achievement award and the room's roles. This module imports no identity, gating, library,
+Policy comes in as `Hooks`, passed at construction: the document checks, the tutor and the
+room's roles (achievements are earned through `History`'s event hook). This module imports no identity, gating, library,
 NFT or tutor module.
 """
 
@@ -47,8 +47,6 @@ from roomserver.realtime.node import Caller, Realtime
 from roomserver.values import as_uuid
 
 MODERATORS = ("owner", "moderator")
-FIRSTS: dict[type, str] = {ChatMessage: "first_message", HighlightCreate: "first_highlight"}
-"""Achievements a durable socket frame can earn."""
 
 Durable = ChatMessage | DocumentShare | HighlightCreate | ReactionAdd | ReactionRemove | MessageDelete | MessagePin
 
@@ -63,8 +61,6 @@ text in the ingested pages, document ready and shared to the room or public; the
 audits) plugs in here; without it `highlight_create` is refused."""
 TutorHandler = Callable[[Caller, SocraticQuery | SocraticCancel], Awaitable[str | None]]
 """Answers socratic frames (the answer streams through the node); returns an optional reply frame."""
-Award = Callable[[uuid.UUID, str, uuid.UUID], Awaitable[object]]
-"""(user_id, achievement code, room_id): award an achievement earned by a frame; must not raise."""
 RoleOf = Callable[[uuid.UUID, uuid.UUID], Awaitable[str | None]]
 """(room_id, user_id) -> the user's current role in the room, None when not a member."""
 
@@ -77,7 +73,6 @@ class Hooks:
     check_highlight: HighlightCheck | None = None
     may_share: DocumentPolicy | None = None
     tutor: TutorHandler | None = None
-    award: Award | None = None
 
 
 class Frames:
@@ -122,9 +117,6 @@ class Frames:
         if written.frame is not None:
             await self._node.publish_event(str(caller.room_id), frame_channel(frame, caller.room_id),
                                            written.frame)
-            code = FIRSTS.get(type(frame))
-            if code is not None and self._hooks.award is not None:
-                await self._hooks.award(caller.user_id, code, caller.room_id)
         return _ack(frame.client_msg_id, written)
 
     async def _write(self, caller: Caller, frame: Durable) -> Written:

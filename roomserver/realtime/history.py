@@ -26,6 +26,7 @@ import asyncpg
 import orjson
 
 from roomserver import errors
+from roomserver.achievements import Event, OnEvent, no_event
 from roomserver.protocol import (
     DocumentShared,
     Frame,
@@ -80,8 +81,12 @@ def _dump(frame: Frame) -> tuple[dict[str, Any], str]:
 class History:
     """Durable room events over one asyncpg pool."""
 
-    def __init__(self, pool: asyncpg.Pool, *, group_commit: bool = True) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, group_commit: bool = True,
+                 on_event: OnEvent = no_event) -> None:
+        """`on_event` hears `message_posted` and `highlight_created` (author, room) after each
+        new one commits; not for a resend answered with the original."""
         self._pool = pool
+        self._on_event = on_event
         self._group = _GroupCommit(self) if group_commit else None
 
     # ---- reads ----
@@ -167,9 +172,17 @@ class History:
         """A chat message (`new_message`). Plain messages are group-committed (see
         `_GroupCommit`); replies are written one at a time."""
         if reply_to is None and self._group is not None:
-            return await self._group.post(room_id, author, text, client_msg_id)
-        return await self._post_one(room_id, author, text, reply_to=reply_to,
-                                    client_msg_id=client_msg_id)
+            written = await self._group.post(room_id, author, text, client_msg_id)
+        else:
+            written = await self._post_one(room_id, author, text, reply_to=reply_to,
+                                           client_msg_id=client_msg_id)
+        await self._report(written, "message_posted", author.user_id, room_id)
+        return written
+
+    async def _report(self, written: Written, event: Event, user_id: uuid.UUID,
+                      room_id: uuid.UUID) -> None:
+        if written.fresh and written.frame is not None:
+            await self._on_event(event, user_id, room_id)
 
     async def _post_one(self, room_id: uuid.UUID, author: Author, text: str, *,
                         reply_to: str | None = None, client_msg_id: str | None = None) -> Written:
@@ -239,7 +252,9 @@ class History:
             encoded = await self._append(conn, room_id, seq, actor_id, event)
             return Written(seq, str(fields["id"]), encoded, True)
 
-        return await self._write(room_id, body)
+        written = await self._write(room_id, body)
+        await self._report(written, "highlight_created", actor_id, room_id)
+        return written
 
     async def post_system(self, room_id: uuid.UUID, text: str, metadata: dict[str, Any]) -> Written:
         """A system message (`new_message` of kind `system`, no sender), e.g. a minted NFT."""

@@ -321,7 +321,6 @@ class Realtime:
     async def typing(self, caller: Caller, typing: bool) -> None:
         """Set the caller's typing state and tell the room (ephemeral)."""
         room = str(caller.room_id)
-        await self._store.set_typing(room, str(caller.user_id), typing)
         status = TypingStatus(room_id=room, user_id=str(caller.user_id), typing=typing)
         await self.publish_presence(room, encode(status))
 

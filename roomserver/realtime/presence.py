@@ -1,4 +1,4 @@
-"""Who is in a room, shared across nodes, with TTLs; and who is typing (ephemeral).
+"""Who is in a room, shared across nodes, with TTLs.
 
 Two layers:
 - `Presence` (Protocol): the shared store. An entry is (room, user, node) with an expiry;
@@ -6,8 +6,8 @@ Two layers:
   two nodes) are one member, and a crashed node's users vanish once its entries expire
   (`ttl`, ~60 s; live nodes refresh every `ttl / 3`). `MemoryPresence` serves one node;
   `RedisPresence` keeps per room a sorted set `presence:{room}:conns` of `user\\x1fnode`
-  scored by expiry, a hash `presence:{room}:info` of member JSON, and a sorted set
-  `presence:{room}:typing` of user ids scored by expiry. Typing is never persisted.
+  scored by expiry and a hash `presence:{room}:info` of member JSON. Typing is not stored at
+  all: `typing_status` frames are relayed (ephemeral) and nobody asks who is typing.
 - `PresenceTracker`: this node's view. It counts connections per (room, user), refreshes
   its entries on `heartbeat()`, and debounces leaves: the last connection closing starts
   a grace timer (`leave_grace`, a few seconds); a reconnect within it emits neither leave nor join.
@@ -26,7 +26,6 @@ import redis.asyncio as aioredis
 
 SEP = "\x1f"
 DEFAULT_TTL = 60.0
-TYPING_TTL = 5.0
 
 Info = dict[str, Any]
 """A member's public info (at least `user_id`), as in protocol.Member."""
@@ -41,22 +40,17 @@ class Presence(Protocol):
         """Push the expiry of this node's (room, user) entries `ttl` seconds ahead."""
     async def members(self, room_id: str) -> list[Info]:
         """Present members (unexpired), one per user, ordered by user id."""
-    async def set_typing(self, room_id: str, user_id: str, typing: bool) -> None: ...
-    async def typing(self, room_id: str) -> list[str]:
-        """Users typing now; an entry lapses `typing_ttl` seconds after its last start."""
 
 
 class MemoryPresence:
     """Single-node store with the same expiry semantics; `clock` is wall time in seconds."""
 
     def __init__(
-        self, *, ttl: float = DEFAULT_TTL, typing_ttl: float = TYPING_TTL,
-        clock: Callable[[], float] = time.time,
+        self, *, ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time,
     ) -> None:
-        self.ttl, self.typing_ttl, self._clock = ttl, typing_ttl, clock
+        self.ttl, self._clock = ttl, clock
         self._conns: dict[str, dict[tuple[str, str], float]] = {}
         self._info: dict[str, dict[str, Info]] = {}
-        self._typing: dict[str, dict[str, float]] = {}
 
     def _live_users(self, room_id: str) -> set[str]:
         now = self._clock()
@@ -87,17 +81,6 @@ class MemoryPresence:
         info = self._info.get(room_id, {})
         return [info.get(u, {"user_id": u}) for u in sorted(self._live_users(room_id))]
 
-    async def set_typing(self, room_id: str, user_id: str, typing: bool) -> None:
-        room = self._typing.setdefault(room_id, {})
-        if typing:
-            room[user_id] = self._clock() + self.typing_ttl
-        else:
-            room.pop(user_id, None)
-
-    async def typing(self, room_id: str) -> list[str]:
-        now = self._clock()
-        return sorted(u for u, exp in self._typing.get(room_id, {}).items() if exp > now)
-
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -107,21 +90,20 @@ class RedisPresence:
     """Shared store in Redis; see the module docstring for the keys."""
 
     def __init__(
-        self, client: aioredis.Redis, *, ttl: float = DEFAULT_TTL, typing_ttl: float = TYPING_TTL,
-        prefix: str = "presence",
+        self, client: aioredis.Redis, *, ttl: float = DEFAULT_TTL, prefix: str = "presence",
     ) -> None:
-        self._r, self.ttl, self.typing_ttl, self._prefix = client, ttl, typing_ttl, prefix
+        self._r, self.ttl, self._prefix = client, ttl, prefix
 
-    def _keys(self, room_id: str) -> tuple[str, str, str]:
+    def _keys(self, room_id: str) -> tuple[str, str]:
         base = f"{self._prefix}:{room_id}"
-        return f"{base}:conns", f"{base}:info", f"{base}:typing"
+        return f"{base}:conns", f"{base}:info"
 
     async def _users(self, conns_key: str, now: float) -> set[str]:
         raw = await self._r.zrangebyscore(conns_key, f"({now}", "+inf")
         return {_text(entry).split(SEP, 1)[0] for entry in raw}
 
     async def add(self, room_id: str, user_id: str, node_id: str, info: Info) -> bool:
-        conns, infos, _ = self._keys(room_id)
+        conns, infos = self._keys(room_id)
         now = time.time()
         was_absent = user_id not in await self._users(conns, now)
         pipe = self._r.pipeline(transaction=True)
@@ -133,7 +115,7 @@ class RedisPresence:
         return was_absent
 
     async def remove(self, room_id: str, user_id: str, node_id: str) -> bool:
-        conns, infos, _ = self._keys(room_id)
+        conns, infos = self._keys(room_id)
         await self._r.zrem(conns, f"{user_id}{SEP}{node_id}")
         gone = user_id not in await self._users(conns, time.time())
         if gone:
@@ -144,14 +126,14 @@ class RedisPresence:
         expiry = time.time() + self.ttl
         pipe = self._r.pipeline(transaction=False)
         for room_id, user_id in entries:
-            conns, infos, _ = self._keys(room_id)
+            conns, infos = self._keys(room_id)
             pipe.zadd(conns, {f"{user_id}{SEP}{node_id}": expiry})
             pipe.expire(conns, int(self.ttl * 2) + 1)
             pipe.expire(infos, int(self.ttl * 2) + 1)
         await pipe.execute()
 
     async def members(self, room_id: str) -> list[Info]:
-        conns, infos, _ = self._keys(room_id)
+        conns, infos = self._keys(room_id)
         now = time.time()
         await self._r.zremrangebyscore(conns, "-inf", now)  # lazy cleanup of dead nodes
         users = sorted(await self._users(conns, now))
@@ -159,21 +141,6 @@ class RedisPresence:
             return []
         raw = await self._r.hmget(infos, users)
         return [orjson.loads(r) if r else {"user_id": u} for u, r in zip(users, raw, strict=True)]
-
-    async def set_typing(self, room_id: str, user_id: str, typing: bool) -> None:
-        _, _, key = self._keys(room_id)
-        if typing:
-            pipe = self._r.pipeline(transaction=False)
-            pipe.zadd(key, {user_id: time.time() + self.typing_ttl})
-            pipe.expire(key, int(self.typing_ttl) + 1)
-            await pipe.execute()
-        else:
-            await self._r.zrem(key, user_id)
-
-    async def typing(self, room_id: str) -> list[str]:
-        _, _, key = self._keys(room_id)
-        raw = await self._r.zrangebyscore(key, f"({time.time()}", "+inf")
-        return sorted(_text(u) for u in raw)
 
 
 LeaveHandler = Callable[[str, str], Awaitable[None]]
@@ -227,13 +194,6 @@ class PresenceTracker:
         """Refresh this node's entries; call every `ttl / 3` seconds."""
         if entries := self.local():
             await self.store.refresh(entries, self.node_id)
-
-    async def run_heartbeats(self, interval: float) -> None:
-        """Heartbeat forever (run as a task; errors are retried on the next beat)."""
-        while True:
-            await asyncio.sleep(interval)
-            with contextlib.suppress(Exception):
-                await self.heartbeat()
 
     async def close(self) -> None:
         """Leave every room now (graceful shutdown), without waiting for the grace."""

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import asyncpg
 
 from roomserver import errors
+from roomserver.achievements import OnEvent, no_event
 from roomserver.identity import users
 from roomserver.rooms.models import (
     Ban,
@@ -96,8 +97,11 @@ class RoomService:
     """Rooms over one asyncpg pool; `gate` and `gate_validator` plug in token/NFT gating."""
 
     def __init__(self, pool: asyncpg.Pool, gate: Gate | None = None,
-                 gate_validator: GateValidator | None = None, *, gate_recheck_seconds: float = 60):
+                 gate_validator: GateValidator | None = None, *, gate_recheck_seconds: float = 60,
+                 on_event: OnEvent = no_event):
+        """`on_event` hears `room_created` (the owner, no room) once a room is created."""
         self._pool = pool
+        self._on_event = on_event
         self._gate = gate
         self._gate_validator = gate_validator
         self.gate_recheck = timedelta(seconds=gate_recheck_seconds)
@@ -129,7 +133,9 @@ class RoomService:
                 room_id, owner_id)
             await users.audit(conn, owner_id, "room.create", "room", room_id,
                               {"room_type": draft.room_type, "name": draft.name})
-            return await self._fetch(conn, room_id, owner_id)
+            room = await self._fetch(conn, room_id, owner_id)
+        await self._on_event("room_created", owner_id, None)
+        return room
 
     async def get(self, room_id: uuid.UUID, viewer_id: uuid.UUID) -> Room:
         """The room as `viewer_id` sees it; 404 `room_not_found` if absent or hidden from them."""
