@@ -252,7 +252,8 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
     quotas = Quotas(max_documents=settings.library_max_documents, max_bytes=settings.library_max_bytes,
                     max_pending_jobs=settings.library_max_pending_jobs)
     state.library = Library(state.db, state.private_blobs, embedder, membership=membership,
-                            wake_ingest=state.ingestor.wake, quotas=quotas)
+                            wake_ingest=state.ingestor.wake, quotas=quotas,
+                            on_event=state.achievements.record)
     sweeper = asyncio.create_task(state.library.keep_sweeping(settings.blob_sweep_seconds), name="blob-sweep")
     stack.push_async_callback(_cancel, sweeper)
     state.highlights = Highlights(state.db, state.library, membership=membership,

@@ -5,17 +5,86 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 
-from roomserver.achievements import FIRSTS
+from roomserver.achievements import FIRSTS, Achievements, Event
+from roomserver.identity import users
+from roomserver.identity.wallet import Wallet
+from roomserver.realtime.history import Author, History
+from roomserver.rooms import RoomDraft, RoomService
+from roomserver.store.db import create_pool
 from tests.clients import sign_in
 from tests.library_fixtures import ingest, upload
 from tests.ws_client import RoomClient, create_room
 
 NOTES = b"Osmosis moves water across a membrane toward the higher solute concentration.\n"
 QUOTE = "Osmosis moves water across a membrane"
+
+
+class Heard:
+    """An `on_event` hook that records what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Event, uuid.UUID, uuid.UUID | None]] = []
+
+    async def __call__(self, event: Event, user_id: uuid.UUID, room_id: uuid.UUID | None) -> None:
+        self.events.append((event, user_id, room_id))
+
+
+@pytest.fixture(scope="module")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+async def test_every_event_of_the_table_names_a_seeded_achievement(pool: asyncpg.Pool) -> None:
+    seeded = {r["code"] for r in await pool.fetch("SELECT code FROM achievements")}
+    assert set(FIRSTS.values()) <= seeded
+    assert len(set(FIRSTS.values())) == len(FIRSTS)  # no achievement earned two ways
+
+
+async def test_the_services_report_each_committed_action_once(pool: asyncpg.Pool) -> None:
+    heard = Heard()
+    async with pool.acquire() as conn:
+        user = (await users.upsert_by_wallet(conn, Wallet.generate().address))[0].id
+    rooms = RoomService(pool, on_event=heard)
+    room = await rooms.create(user, RoomDraft(name="Algebra", room_type="public"))
+    assert heard.events == [("room_created", user, None)]
+
+    for group_commit in (True, False):
+        heard.events.clear()
+        history = History(pool, group_commit=group_commit, on_event=heard)
+        first = await history.post_message(room.id, Author(user), "hi", client_msg_id=f"c{group_commit}")
+        resent = await history.post_message(room.id, Author(user), "hi", client_msg_id=f"c{group_commit}")
+        assert resent.seq == first.seq and not resent.fresh
+        reply = await history.post_message(room.id, Author(user), "re", reply_to=first.message_id)
+        assert reply.fresh
+        assert heard.events == [("message_posted", user, room.id)] * 2  # not for the resend
+
+
+async def test_recording_an_event_awards_its_first_once(pool: asyncpg.Pool) -> None:
+    announced: list[str] = []
+
+    async def announce(user_id: uuid.UUID, room_id: uuid.UUID | None, achievement: Any) -> None:
+        announced.append(achievement.code)
+
+    async with pool.acquire() as conn:
+        user = (await users.upsert_by_wallet(conn, Wallet.generate().address))[0].id
+    for _ in range(2):  # a fresh service (another node, a restart) knows nothing in memory
+        achievements = Achievements(pool, announce=announce)
+        for event in FIRSTS:
+            await achievements.record(event, user)
+            await achievements.record(event, user)
+    assert sorted(announced) == sorted(FIRSTS.values())
+    earned = [a["code"] for a in await Achievements(pool).of_user(user)]
+    assert sorted(earned) == sorted(FIRSTS.values())
 
 
 def _earned(frames: list[dict[str, Any]]) -> list[str]:

@@ -95,8 +95,6 @@ async def upload(request: Request) -> Response:
         result = await _library(request).upload(session.user_id, file.file, file.filename,
                                                 title=title, tags=tags, is_public=is_public)
     body = UploadResponse(document=result.document, job=result.job, duplicate=result.duplicate)
-    if not result.duplicate:
-        await app_state(request).achievements.award(session.user_id, "first_upload")
     return reply(body, status=200 if result.duplicate else 202)
 
 

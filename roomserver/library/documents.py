@@ -39,6 +39,7 @@ from typing import Any, BinaryIO, Literal
 import asyncpg
 
 from roomserver import errors
+from roomserver.achievements import OnEvent, no_event
 from roomserver.identity import users
 from roomserver.library.embeddings import Embedder
 from roomserver.library.models import (
@@ -105,9 +106,12 @@ def not_found() -> errors.NotFound:
 class Library:
     def __init__(self, pool: asyncpg.Pool, blobs: BlobStore, embedder: Embedder, *,
                  membership: Membership, wake_ingest: Callable[[], None] = lambda: None,
-                 on_shared: OnShared = no_on_shared, quotas: Quotas = Quotas()) -> None:
-        """`blobs` is the private store (uploads); nothing else may serve it."""
+                 on_shared: OnShared = no_on_shared, quotas: Quotas = Quotas(),
+                 on_event: OnEvent = no_event) -> None:
+        """`blobs` is the private store (uploads); nothing else may serve it. `on_event` hears
+        `document_uploaded` (the owner) for each new document, not for a duplicate."""
         self._pool = pool
+        self._on_event = on_event
         self._blobs = blobs
         self._quotas = quotas
         self._embedder = embedder
@@ -156,6 +160,7 @@ class Library:
                 raise
             return found
         self._wake()
+        await self._on_event("document_uploaded", owner_id, None)
         return Upload(Document(**dict(doc)), Job(**dict(job)), duplicate=False)
 
     async def _check_quotas(self, conn: asyncpg.Connection, owner_id: uuid.UUID, size: int) -> None:
