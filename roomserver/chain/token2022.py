@@ -18,7 +18,6 @@ from roomserver.chain.spl_token import ACCOUNT_SIZE, TOKEN_2022_PROGRAM
 
 PROGRAM_ID = Pubkey.from_string(TOKEN_2022_PROGRAM)
 _METADATA_POINTER, _GROUP_POINTER, _GROUP_MEMBER_POINTER = 39, 40, 41
-_NON_TRANSFERABLE = 32
 _TLV_HEADER = 4
 POINTER_SIZE = 64
 TOKEN_GROUP_SIZE = 80
@@ -54,10 +53,6 @@ def initialize_group_pointer(mint: Pubkey, authority: Pubkey | None, group: Pubk
 
 def initialize_group_member_pointer(mint: Pubkey, authority: Pubkey | None, member: Pubkey) -> Instruction:
     return _pointer(_GROUP_MEMBER_POINTER, mint, authority, member)
-
-
-def initialize_non_transferable_mint(mint: Pubkey) -> Instruction:
-    return Instruction(PROGRAM_ID, bytes([_NON_TRANSFERABLE]), [AccountMeta(mint, False, True)])
 
 
 def initialize_token_metadata(
@@ -107,11 +102,10 @@ def initialize_member(
     return Instruction(PROGRAM_ID, data, accounts)
 
 
-def mint_space(pointer_count: int, *, non_transferable: bool = False) -> int:
+def mint_space(pointer_count: int) -> int:
     """Bytes to allocate for a mint with `pointer_count` pointer extensions (before the
     metadata / group data that Token-2022 appends by reallocation)."""
-    size = ACCOUNT_SIZE + 1 + pointer_count * (_TLV_HEADER + POINTER_SIZE)
-    return size + (_TLV_HEADER if non_transferable else 0)
+    return ACCOUNT_SIZE + 1 + pointer_count * (_TLV_HEADER + POINTER_SIZE)
 
 
 def metadata_size(name: str, symbol: str, uri: str, extra: dict[str, str] | None = None) -> int:
