@@ -32,7 +32,6 @@ class RateLimiter:
         self._clock = clock
         # key -> (tokens, at); most recently used last
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
-        self._full_after = self.burst / rate
 
     def __len__(self) -> int:
         return len(self._buckets)
