@@ -233,3 +233,29 @@ async def test_a_rest_read_re_verifies_a_stale_gated_membership(
     assert await pool.fetchval("SELECT gate_verified_at FROM room_participants WHERE room_id = $1 "
                                "AND user_id = $2", room.id, holder) > stamped
     assert (await rooms.verified_membership(room.id, owner)) is not None, "the owner is never re-gated"
+
+
+async def test_a_socket_whose_membership_a_rest_read_ended_closes_at_the_next_sweep(
+    pool: asyncpg.Pool, rpc: AsyncClient, payer: Keypair, node: Realtime,
+) -> None:
+    recheck = 2.5  # longer than the transfer takes
+    keeper = Gatekeeper(ChainReader(rpc), MemoryGateCache(), ttl_seconds=recheck / 3)
+    gates = RoomGates(keeper)
+    rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate, gate_recheck_seconds=recheck)
+    collection = await dev.create_collection(rpc, payer, "Studio pass", "STU", "u")
+    owner_key, seller_key, buyer_key = Keypair(), Keypair(), Keypair()
+    nft = await dev.mint_nft(rpc, payer, collection, seller_key.pubkey(), "Studio #1", "STU", "u")
+    owner, seller = await user(pool, owner_key), await user(pool, seller_key)
+    room = await rooms.create(owner, RoomDraft(name="Studio", room_type="nft_gated",
+                                               access_nft_collection=str(collection)))
+    await rooms.admit(seller, str(seller_key.pubkey()), room.id)
+    socket = await connect(node, room.id, seller)
+    await dev.transfer(rpc, seller_key, nft, buyer_key.pubkey(), 1, payer)
+    await asyncio.sleep(recheck)
+    assert await rooms.verified_membership(room.id, seller) is None
+    assert socket.closed is None, "the REST path sits below the realtime layer"
+
+    sweep = Rechecker(node.local_users, rooms, keeper, node.remove, interval=600)  # nobody is due
+    await sweep.recheck_room(room)
+    await wait_until(lambda: socket.closed is not None, timeout=5)
+    assert socket.closed is not None and socket.closed[0] == CloseCode.NO_LONGER_QUALIFIES
