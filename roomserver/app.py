@@ -43,10 +43,11 @@ from roomserver.identity.sessions import SessionStore
 from roomserver.identity.signin import SignIn
 from roomserver.ledger.process import start_ledger
 from roomserver.library.documents import Library, Quotas
-from roomserver.library.embeddings import Embedder, MiniLMEmbedder
+from roomserver.library.embeddings import Embedder, MiniLMEmbedder, missing_embedding_packages
 from roomserver.library.extract import ExtractionLimits
 from roomserver.library.highlights import Highlights, RowWriter
 from roomserver.library.ingest import Ingestor
+from roomserver.library.search import vector_census
 from roomserver.nft import minting as nft
 from roomserver.protocol import Achievement, HighlightCreate
 from roomserver.ratelimit import RateLimiter
@@ -235,8 +236,10 @@ async def open_blobs(settings: Settings, state: AppState) -> None:
 
 async def open_library(settings: Settings, stack: AsyncExitStack, state: AppState,
                        embedder: Embedder | None) -> None:
-    """The embedding model (loading in the background), ingestion workers, library, highlights."""
-    if embedder is None:
+    """The embedding model (loading in the background), ingestion workers, library, highlights.
+
+    Without `embedder` and without the `[embeddings]` extra, the library runs lexical-only."""
+    if embedder is None and not missing_embedding_packages():
         model = MiniLMEmbedder()
         if settings.embeddings_preload:
             model.start()
@@ -259,8 +262,34 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
     state.highlights = Highlights(state.db, state.library, membership=membership,
                                   in_room=state.realtime.highlight_created,
                                   on_event=state.achievements.record)
-    state.modes["library"] = (f"{type(embedder).__name__} embeddings, "
-                              f"{settings.ingest_concurrency} ingestion worker(s)")
+    await check_library(state, embedder, settings.ingest_concurrency)
+
+
+async def check_library(state: AppState, embedder: Embedder | None, workers: int) -> None:
+    """The library's mode line and health: hybrid or lexical-only search, the model, and how
+    many stored chunks vector search cannot use (another model's vectors, or none)."""
+    model = embedder.model_id if embedder is not None else None
+    census = await vector_census(state.db, model)
+    if embedder is None:
+        search_mode = "lexical"
+        mode = ("lexical search only: the [embeddings] extra is not installed "
+                f"(missing {', '.join(missing_embedding_packages())}); chunks stored without vectors")
+    else:
+        search_mode = "hybrid"
+        mode = f"hybrid search, {type(embedder).__name__} embeddings ({model})"
+        if census["other_model"]:
+            log.warning("%d stored chunks were embedded by another model than %s: vector search "
+                        "ignores them (full text still finds them) until their documents are "
+                        "re-ingested", census["other_model"], model)
+    state.modes["library"] = f"{mode}, {workers} ingestion worker(s)"
+    detail: dict[str, Any] = {"search": search_mode, "embedding_model": model,
+                              "chunks_other_model": census["other_model"],
+                              "chunks_without_vector": census["without_vector"]}
+
+    async def library_health() -> dict[str, Any]:
+        return {"ok": True, "detail": dict(detail)}
+
+    state.health_checks["library"] = library_health
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

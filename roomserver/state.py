@@ -49,7 +49,7 @@ class AppState:
     public_blobs: BlobStore = field(init=False)  # published on purpose: served by /ipfs
     private_blobs: BlobStore = field(init=False)  # uploads: only through the document download
     nft: NftService | None = None
-    embedder: Embedder = field(init=False)
+    embedder: Embedder | None = field(init=False)  # None: lexical-only library
     ingestor: Ingestor = field(init=False)
     library: Library = field(init=False)
     highlights: Highlights = field(init=False)

@@ -11,12 +11,13 @@ import httpx
 import pytest
 
 from roomserver.config import Settings
-from roomserver.library.embeddings import MiniLMEmbedder
-from roomserver.library.search import Scope, search
+from roomserver.library.embeddings import HashingEmbedder, MiniLMEmbedder
+from roomserver.library.search import Scope, search, vector_census
 from roomserver.store.db import create_pool
 from tests.clients import SignedInUser, sign_in
 from tests.library_fixtures import ingest
 from tests.library_fixtures import search as library_search
+from tests.tutor_world import add_document, add_user
 
 # One document per subject; each paragraph answers one of QUESTIONS below.
 CORPUS: dict[str, list[str]] = {
@@ -179,5 +180,50 @@ async def test_a_private_canary_never_reaches_another_user(client: httpx.AsyncCl
                            "WHERE document_id = $1", uuid.UUID(doc["id"]))
         expired = await search(pool, embedder, CANARY, Scope(room_id=uuid.UUID(room["id"])), limit=50)
         assert all(hit.document_id != uuid.UUID(doc["id"]) for hit in expired)
+    finally:
+        await pool.close()
+
+
+class _Renamed(HashingEmbedder):
+    """The same vectors under another model's name: what a model upgrade looks like to the store."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__()
+        self.model_id = model_id
+
+
+async def test_vectors_of_another_model_are_never_compared(settings: Settings) -> None:
+    pool = await create_pool(settings.database_url)
+    try:
+        old = _Renamed("old-model@1")
+        owner = await add_user(pool)
+        word = f"quasar{uuid.uuid4().hex[:8]}"
+        doc = await add_document(pool, old, owner, "Old vectors", [(1, f"A {word} emits radio waves.")],
+                                 public=True)
+        scope = Scope(user_id=owner)
+        [same] = [h for h in await search(pool, old, f"{word} radio", scope) if h.document_id == doc]
+        assert same.score > 0.3  # the model that made the vectors compares them
+        new = _Renamed("new-model@2")  # identical vectors, but another model's name
+        [other] = [h for h in await search(pool, new, f"{word} radio", scope) if h.document_id == doc]
+        assert other.score == 0.0  # found by its words alone, its vector ignored
+        census = await vector_census(pool, new.model_id)
+        assert census["other_model"] >= 1
+        assert (await vector_census(pool, old.model_id))["other_model"] < census["other_model"]
+    finally:
+        await pool.close()
+
+
+async def test_lexical_search_without_an_embedder_ranks_by_words(settings: Settings) -> None:
+    pool = await create_pool(settings.database_url)
+    try:
+        owner = await add_user(pool)
+        word = f"nebula{uuid.uuid4().hex[:8]}"
+        both = await add_document(pool, HashingEmbedder(), owner, "Both words",
+                                  [(1, f"The {word} glows; the {word} is a cloud of dust and gas.")])
+        one = await add_document(pool, HashingEmbedder(), owner, "One word", [(1, f"A {word} far away.")])
+        hits = await search(pool, None, f"{word} dust", Scope(user_id=owner, include_public=False))
+        assert [h.document_id for h in hits[:2]] == [both, one]
+        assert all(0 < h.score < 1 for h in hits)
+        assert await search(pool, None, "zzzunmatchedword", Scope(user_id=owner)) == []
     finally:
         await pool.close()

@@ -56,9 +56,10 @@ async def add_document(pool: asyncpg.Pool, embedder: Embedder, owner: uuid.UUID,
     for index, ((page, text), vector) in enumerate(zip(pages, vectors, strict=True)):
         await pool.execute(
             """INSERT INTO document_chunks (document_id, chunk_index, text, page_start, page_end,
-                   char_start, char_end, token_count, embedding)
-               VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)""",
-            doc_id, index, text, page, offset, offset + len(text), len(text.split()), vector)
+                   char_start, char_end, token_count, embedding, embedding_model)
+               VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)""",
+            doc_id, index, text, page, offset, offset + len(text), len(text.split()), vector,
+            embedder.model_id)
         offset += len(text) + 1
     library = Library(pool, MemoryBlobStore(), embedder, membership=RoomService(pool).membership)
     for room in rooms:  # shared as the owner shares it over REST

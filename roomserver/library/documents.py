@@ -104,7 +104,7 @@ def not_found() -> errors.NotFound:
 
 
 class Library:
-    def __init__(self, pool: asyncpg.Pool, blobs: BlobStore, embedder: Embedder, *,
+    def __init__(self, pool: asyncpg.Pool, blobs: BlobStore, embedder: Embedder | None, *,
                  membership: Membership, wake_ingest: Callable[[], None] = lambda: None,
                  on_shared: OnShared = no_on_shared, quotas: Quotas = Quotas(),
                  on_event: OnEvent = no_event) -> None:

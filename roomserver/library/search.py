@@ -14,6 +14,13 @@ A Scope with neither matches public documents only (or nothing without `include_
 
 `Hit.score` is the chunk's cosine similarity to the query (about 0.1 = unrelated,
 0.5+ = clearly on topic for all-MiniLM-L6-v2); hits are ordered by fused rank, not by score.
+Only vectors made by the running model (`embedder.model_id`, stored with each chunk) are
+compared; a chunk embedded by another model, or stored without a vector, competes by full
+text alone and scores 0.
+
+Lexical-only mode (no embedder: the `[embeddings]` extra is not installed): full-text ranking
+alone, and `Hit.score` is `ts_rank_cd` normalised to [0, 1) (rank / (rank + 1)), not a
+similarity.
 """
 
 from __future__ import annotations
@@ -105,7 +112,7 @@ def document_filter(scope: Scope, params: Params, *, tags: Sequence[str] | None,
 
 async def search(
     pool: asyncpg.Pool,
-    embedder: Embedder,
+    embedder: Embedder | None,
     query: str,
     scope: Scope,
     *,
@@ -119,14 +126,23 @@ async def search(
     if not query or limit < 1:
         return []
     limit = min(limit, MAX_LIMIT)
+    if embedder is None:
+        sql, params = lexical_sql(query, scope, limit=limit, offset=offset, tags=tags,
+                                  document_ids=document_ids)
+        rows = await pool.fetch(sql, *params.values)
+        return _hits(rows)
     vector = (await embedder.embed([query]))[0]
-    sql, params = search_sql(query, vector, scope, limit=limit, offset=offset,
+    sql, params = search_sql(query, vector, embedder.model_id, scope, limit=limit, offset=offset,
                              tags=tags, document_ids=document_ids)
     async with pool.acquire() as conn, conn.transaction():
         # the filter runs after the HNSW scan: let it keep scanning until enough rows pass
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, 2 * candidates(limit, offset))}")
         rows = await conn.fetch(sql, *params.values)
+    return _hits(rows)
+
+
+def _hits(rows: Sequence[asyncpg.Record]) -> list[Hit]:
     return [Hit(row["id"], row["document_id"], row["title"], row["text"], row["page_start"],
                 row["page_end"], float(row["similarity"])) for row in rows]
 
@@ -136,14 +152,42 @@ def candidates(limit: int, offset: int) -> int:
     return max(50, 3 * (limit + offset))
 
 
-def search_sql(query: str, vector: Any, scope: Scope, *, limit: int, offset: int,
+# A question rarely has every word in one passage: full text uses the OR of its lexemes, and
+# ts_rank_cd then prefers chunks matching more of them, closer together.
+def words_cte(query: str) -> str:
+    """SQL: the CTE `words(q)`, the OR-query of placeholder `query`'s lexemes (NULL: none)."""
+    return f"""words AS (
+        SELECT nullif(replace(plainto_tsquery('english', {query})::text, ' & ', ' | '), '')::tsquery AS q
+    )"""
+
+
+def lexical_sql(query: str, scope: Scope, *, limit: int, offset: int,
+                tags: Sequence[str] | None, document_ids: Sequence[uuid.UUID] | None) -> tuple[str, Params]:
+    """Full-text ranking alone (lexical-only mode); `similarity` is ts_rank_cd normalised."""
+    params = Params(query)
+    allowed = document_filter(scope, params, tags=tags, document_ids=document_ids)
+    lim, off = params.add(limit), params.add(offset)
+    sql = f"""
+    WITH allowed AS MATERIALIZED (
+        SELECT d.id, d.title FROM documents d WHERE {allowed}
+    ), {words_cte("$1")}
+    SELECT c.id, c.document_id, a.title, c.text, c.page_start, c.page_end,
+           ts_rank_cd(c.tsv, words.q, 32) AS similarity
+    FROM document_chunks c
+    JOIN allowed a ON a.id = c.document_id, words
+    WHERE words.q IS NOT NULL AND c.tsv @@ words.q
+    ORDER BY similarity DESC, c.id
+    LIMIT {lim} OFFSET {off}"""
+    return sql, params
+
+
+def search_sql(query: str, vector: Any, model_id: str, scope: Scope, *, limit: int, offset: int,
                tags: Sequence[str] | None, document_ids: Sequence[uuid.UUID] | None) -> tuple[str, Params]:
     params = Params(vector, query)
+    model = params.add(model_id)
     allowed = document_filter(scope, params, tags=tags, document_ids=document_ids)
     n = params.add(candidates(limit, offset))
     lim, off = params.add(limit), params.add(offset)
-    # Full text uses OR of the query's lexemes (a question rarely has every word in one
-    # passage); ts_rank_cd then prefers chunks matching more of them, closer together.
     sql = f"""
     WITH allowed AS MATERIALIZED (
         SELECT d.id, d.title FROM documents d WHERE {allowed}
@@ -151,12 +195,11 @@ def search_sql(query: str, vector: Any, scope: Scope, *, limit: int, offset: int
         SELECT c.id, c.embedding <=> $1 AS distance
         FROM document_chunks c
         WHERE c.document_id IN (SELECT id FROM allowed) AND c.embedding IS NOT NULL
+          AND c.embedding_model = {model}
         ORDER BY c.embedding <=> $1 LIMIT {n}
     ), vec_ranked AS (
         SELECT id, row_number() OVER (ORDER BY distance, id) AS rank FROM vec
-    ), words AS (
-        SELECT nullif(replace(plainto_tsquery('english', $2)::text, ' & ', ' | '), '')::tsquery AS q
-    ), fts AS MATERIALIZED (
+    ), {words_cte("$2")}, fts AS MATERIALIZED (
         SELECT c.id, ts_rank_cd(c.tsv, words.q) AS relevance
         FROM document_chunks c, words
         WHERE words.q IS NOT NULL AND c.tsv @@ words.q
@@ -170,10 +213,22 @@ def search_sql(query: str, vector: Any, scope: Scope, *, limit: int, offset: int
         GROUP BY id
     )
     SELECT c.id, c.document_id, a.title, c.text, c.page_start, c.page_end,
-           1 - (c.embedding <=> $1) AS similarity, f.rrf
+           CASE WHEN c.embedding_model = {model} THEN 1 - (c.embedding <=> $1) ELSE 0 END
+               AS similarity, f.rrf
     FROM fused f
     JOIN document_chunks c ON c.id = f.id
     JOIN allowed a ON a.id = c.document_id
     ORDER BY f.rrf DESC, similarity DESC, c.id
     LIMIT {lim} OFFSET {off}"""
     return sql, params
+
+
+async def vector_census(pool: asyncpg.Pool, model_id: str | None) -> dict[str, int]:
+    """Chunks whose vectors vector search cannot use under `model_id` (None: lexical mode):
+    `other_model` (embedded by a different model) and `without_vector` (ingested lexically)."""
+    row = await pool.fetchrow(
+        """SELECT count(*) FILTER (WHERE embedding_model IS DISTINCT FROM $1
+                                     AND embedding IS NOT NULL) AS other_model,
+                  count(*) FILTER (WHERE embedding IS NULL) AS without_vector
+           FROM document_chunks""", model_id)
+    return {"other_model": row["other_model"], "without_vector": row["without_vector"]}

@@ -111,10 +111,11 @@ async def load_corpus(pool, embedder: MiniLMEmbedder, n: int, per_doc: int = 50)
                                content_hash, blob_cid, status, is_public)
                            VALUES ($1, $2, 'bench.txt', 'text/plain', 0, $3, 'none', 'ready', true) RETURNING id""",
                         owner, f"Bench document {index // per_doc}", uuid.uuid4().hex)
-                records.append((doc, index % per_doc, text, 1, 1, 0, len(text), 60, vec))
+                records.append((doc, index % per_doc, text, 1, 1, 0, len(text), 60, vec, embedder.model_id))
             await conn.copy_records_to_table(
                 "document_chunks", columns=["document_id", "chunk_index", "text", "page_start", "page_end",
-                                            "char_start", "char_end", "token_count", "embedding"], records=records)
+                                            "char_start", "char_end", "token_count", "embedding",
+                                            "embedding_model"], records=records)
         done = start + len(texts)
         print(f"\r  corpus: {done}/{n} chunks ({done / (time.perf_counter() - t0):.0f}/s)", end="", flush=True)
     print()

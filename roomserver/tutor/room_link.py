@@ -59,7 +59,7 @@ class RoomLink:
         return None
 
 
-def open_tutor(settings: Settings, stack: AsyncExitStack, pool: asyncpg.Pool, embedder: Embedder,
+def open_tutor(settings: Settings, stack: AsyncExitStack, pool: asyncpg.Pool, embedder: Embedder | None,
                realtime: Realtime, modes: dict[str, str]) -> tuple[TutorService, TutorHandler]:
     """The tutor service wired to the room's realtime path, and the frame handler to pass in
     the frame `Hooks`; `stack` closes the service (before realtime)."""

@@ -25,7 +25,7 @@ import asyncpg
 
 from roomserver.config import Settings
 from roomserver.errors import RoomserverError, Unavailable
-from roomserver.library.embeddings import Embedder
+from roomserver.library.embeddings import Embedder, HashingEmbedder
 from roomserver.library.search import Hit, Scope, search
 from roomserver.protocol import SocraticResponse, SocraticSource, encode
 from roomserver.tutor import prompts, store
@@ -90,12 +90,15 @@ def sanitize(text: str) -> str:
 
 
 class TutorService:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, embedder: Embedder, *,
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, embedder: Embedder | None, *,
                  emit: Emit, store_final: StoreFinal) -> None:
+        """`embedder` None (lexical-only library): retrieval is full text, and the offline tutor
+        compares words (bag-of-words vectors) and takes any matching passage as covering."""
         self.settings, self.pool, self.embedder = settings, pool, embedder
         self.emit, self.store_final = emit, store_final
         self.budgets = Budgets(settings, pool)
-        self.offline = OfflineTutor(embedder, min_score=settings.tutor_min_score)
+        self.offline = (OfflineTutor(embedder, min_score=settings.tutor_min_score) if embedder
+                        else OfflineTutor(HashingEmbedder(), min_score=0.0))
         self.claude: ClaudeBackend | None = None
         api_key = settings.anthropic_api_key.get_secret_value()
         if api_key:
