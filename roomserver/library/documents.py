@@ -68,6 +68,7 @@ MAX_SEARCH_OFFSET = 200
 BLOB_LOCK = 0x626C6F62  # "blob": advisory lock class of (BLOB_LOCK, hashtext(cid))
 OWNER_LOCK = 0x6F776E72  # "ownr": advisory lock class of (OWNER_LOCK, hashtext(owner id))
 PENDING_RETRY_SECONDS = 10.0
+SWEEP_BATCH = 500
 log = logging.getLogger(__name__)
 
 
@@ -266,15 +267,33 @@ class Library:
     async def sweep_blobs(self) -> int:
         """Delete every private blob no live document references (left by a deletion whose
         blob removal failed, or an upload interrupted between storing and recording it).
+        Looks references up a batch at a time; each candidate is re-checked under its lock.
         Returns how many were deleted."""
-        deleted = 0
+        deleted, batch = 0, []
         async for cid in self._blobs.cids():
+            batch.append(cid)
+            if len(batch) >= SWEEP_BATCH:
+                deleted += await self._sweep_batch(batch)
+                batch = []
+        deleted += await self._sweep_batch(batch)
+        if deleted:
+            log.info("blob sweep deleted %d unreferenced upload(s)", deleted)
+        return deleted
+
+    async def _sweep_batch(self, cids: Sequence[str]) -> int:
+        if not cids:
+            return 0
+        live = {row["blob_cid"] for row in await self._pool.fetch(
+            "SELECT DISTINCT blob_cid FROM documents WHERE blob_cid = ANY($1::text[]) AND deleted_at IS NULL",
+            list(cids))}
+        deleted = 0
+        for cid in cids:
+            if cid in live:
+                continue
             try:
                 deleted += await self.release_blob(cid)
             except Exception:
                 log.exception("sweeping blob %s failed", cid)
-        if deleted:
-            log.info("blob sweep deleted %d unreferenced upload(s)", deleted)
         return deleted
 
     async def keep_sweeping(self, interval: float) -> None:
