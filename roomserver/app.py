@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from starlette.responses import Response
 
 from roomserver import errors
 from roomserver.achievements import Achievements
-from roomserver.api import auth, health, ipfs, openapi, rooms, web
+from roomserver.api import apidocs, asyncapi, auth, contract, health, ipfs, openapi, rooms, web
 from roomserver.api import documents as documents_api
 from roomserver.api import messages as messages_api
 from roomserver.api import nft as nft_api
@@ -91,7 +92,9 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starl
     """`embedder`: a loaded model the caller owns (tests share one); default: MiniLM, loaded in the background."""
     endpoints = all_endpoints()
     spec = openapi.build(endpoints, title="roomserver", version=API_VERSION)
-    endpoints += openapi.endpoints(spec)
+    endpoints += apidocs.endpoints(spec, asyncapi.build(version=API_VERSION))
+    if settings.validate_responses:
+        endpoints = [dataclasses.replace(ep, handler=contract.checked(ep)) for ep in endpoints]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -109,7 +112,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starl
                    overrides={"/api/v1/documents/upload": settings.max_upload_bytes}),
     ]
     return Starlette(
-        routes=[*routes(endpoints, authenticate), *ws_routes(), *web.routes()],
+        routes=[*routes(endpoints, authenticate), *ws_routes(), *web.routes(), *apidocs.routes()],
         middleware=middleware,
         exception_handlers={
             errors.RoomserverError: _typed_error,

@@ -120,6 +120,7 @@ class Settings:
     nft_sponsored_lamports_per_day: int = Field(2_000_000_000, ge=0, description="sponsored mode: lamports (rent + fees) the fee payer may spend per UTC day")
     nft_sponsored_room_min_age_seconds: int = Field(3600, ge=0, description="sponsored mode: how old a room must be before it can be minted (429 `room_too_new`)")
     solana_rpc_timeout_seconds: float = Field(10.0, gt=0, description="longest one Solana RPC request may take (gating and minting share it)")
+    validate_responses: Flag = Field(False, description="check every REST response against its endpoint's declared model and statuses; a breach answers 500 `response_contract` (tests and staging turn it on)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -195,6 +196,8 @@ def _default_text(name: str) -> str:
     default = _info(name).default
     if isinstance(default, SecretStr):
         default = default.get_secret_value()
+    if isinstance(default, bool):
+        return str(default).lower()
     return "empty" if default in ("", ()) else str(default)
 
 

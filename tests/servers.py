@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -49,8 +50,10 @@ async def serve_asgi(app: ASGIApplication, port: int, *, lifespan: str = "on",
 async def run_app(settings: Settings, *, embedder: Embedder | None = None) -> AsyncIterator[str]:
     """Serve `create_app(settings)` on 127.0.0.1:settings.port; yields the base URL.
 
-    `embedder` defaults to the test session's one lazily loaded MiniLM model."""
-    app = create_app(settings, embedder=embedder or shared_lazy_minilm())
+    `embedder` defaults to the test session's one lazily loaded MiniLM model. Every response is
+    checked against its endpoint's declaration (`VALIDATE_RESPONSES`, roomserver/api/contract.py)."""
+    checked = dataclasses.replace(settings, validate_responses=True)
+    app = create_app(checked, embedder=embedder or shared_lazy_minilm())
     async with serve_asgi(app, settings.port, shutdown_timeout=30) as url:
         yield url
 
@@ -63,7 +66,7 @@ def run_process(env: dict[str, str], *, port: int | None = None, log: Path | Non
     out = open(log, "ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "roomserver", "serve", "--port", str(port), *args],
-        env={**os.environ, "EMBEDDINGS_PRELOAD": "false", **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "EMBEDDINGS_PRELOAD": "false", "VALIDATE_RESPONSES": "true", **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:

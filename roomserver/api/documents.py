@@ -224,7 +224,7 @@ ENDPOINTS = [
              errors=(404,)),
     Endpoint("GET", f"{_DOC}/download", download,
              "The original file, for readers only (the one way to an upload's bytes; counts a download)", "documents",
-             errors=(404,)),
+             errors=(404,), produces="application/octet-stream"),
     Endpoint("PATCH", _DOC, update_document, "Change title, tags or is_public (owner)", "documents",
              body=DocumentChanges, response=Document, errors=(403, 404)),
     Endpoint("DELETE", _DOC, delete_document, "Delete a document (owner); chunks go, the audit stays",

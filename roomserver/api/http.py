@@ -46,7 +46,8 @@ class Endpoint:
     status: int = 200
     auth: bool = True
     errors: Sequence[int] = field(default_factory=tuple)
-    content_type: str = "application/json"
+    content_type: str = "application/json"  # of the request body
+    produces: str = "application/json"  # of the success response
 
 
 def routes(endpoints: Sequence[Endpoint], authenticate: Authenticate) -> list[Route]:

@@ -108,7 +108,7 @@ async def set_options(request: Request) -> Response:
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/rooms/{room_id}/tutor", ask,
              "Ask the room's tutor; the answer streams as server-sent events (and to the room)",
-             "tutor", body=AskRequest, errors=(400, 401, 403, 404, 429, 503)),
+             "tutor", body=AskRequest, errors=(400, 401, 403, 404, 429, 503), produces="text/event-stream"),
     Endpoint("GET", "/api/v1/rooms/{room_id}/tutor/threads", list_threads,
              "The room's tutor threads, most recently active first", "tutor",
              response=ThreadList, errors=(401, 403, 404)),

@@ -84,7 +84,9 @@ def test_help_lists_every_setting_with_its_default() -> None:
         line = next((row for row in text.splitlines() if row.split()[:1] == [var]), None)
         assert line is not None, var
         default = Settings.__pydantic_fields__[name].default
-        if isinstance(default, (int, float, str)) and default != "":
+        if isinstance(default, bool):
+            assert f"(default: {str(default).lower()})" in line, line
+        elif isinstance(default, (int, float, str)) and default != "":
             assert f"(default: {default})" in line, line
 
 
