@@ -41,7 +41,8 @@ def checked(ep: Endpoint) -> Handler:
         if response.status_code not in allowed:
             _breach(ep, f"answered {response.status_code}, not among {sorted(allowed)}")
         body = getattr(response, "body", None)  # streamed and file responses have none
-        if ep.response is not None and response.status_code == ep.status and body is not None:
+        success = 200 <= response.status_code < 300
+        if ep.response is not None and success and body is not None:
             problem = body_problem(ep.response, bytes(body))
             if problem:
                 _breach(ep, problem)

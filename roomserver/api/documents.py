@@ -213,7 +213,7 @@ _DOC = "/api/v1/documents/{document_id}"
 ENDPOINTS = [
     Endpoint("POST", "/api/v1/documents/upload", upload,
              "Upload a PDF, text, Markdown or CSV file; 202 queues its ingestion, 200 for a duplicate",
-             "documents", body=UploadForm, response=UploadResponse, status=202,
+             "documents", body=UploadForm, response=UploadResponse, status=202, also=(200,),
              errors=(413, 415, 429), content_type="multipart/form-data"),
     Endpoint("GET", "/api/v1/ingest/jobs/{job_id}", get_job, "An ingestion job's status and progress (owner)",
              "documents", response=Job, errors=(404,)),

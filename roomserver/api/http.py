@@ -44,6 +44,7 @@ class Endpoint:
     query: type[BaseModel] | None = None
     response: type[BaseModel] | None = None
     status: int = 200
+    also: Sequence[int] = field(default_factory=tuple)  # other success statuses (2xx: same model; 304)
     auth: bool = True
     errors: Sequence[int] = field(default_factory=tuple)
     content_type: str = "application/json"  # of the request body

@@ -77,5 +77,5 @@ ENDPOINTS = [
              auth=False, errors=(503,)),
     Endpoint("GET", "/api/v1/nft/collections/{mint}", get_collection,
              "One collection and its members with their metadata, read from the ledger", "nft",
-             response=CollectionDetail, auth=False, errors=(404, 503)),
+             response=CollectionDetail, auth=False, errors=(400, 404, 503)),
 ]

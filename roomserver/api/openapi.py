@@ -59,7 +59,7 @@ def statuses(ep: Endpoint) -> frozenset[int]:
         implied.add(413)
     if ep.auth:
         implied |= {401, 429}
-    return frozenset({ep.status, *implied})
+    return frozenset({ep.status, *ep.also, *implied})
 
 
 def build(endpoints: Sequence[Endpoint], *, title: str, version: str) -> dict[str, Any]:
@@ -153,8 +153,11 @@ def _responses(ep: Endpoint) -> dict[str, Any]:
     elif ep.produces != "application/json":
         ok["content"] = {ep.produces: {"schema": {"type": "string", "format": "binary"}}}
     responses: dict[str, Any] = {str(ep.status): ok}
+    for code in ep.also:
+        responses[str(code)] = ({"description": "Not modified (`If-None-Match`)"} if code == 304
+                                else {**ok, "description": "Success"})
     envelope = {"application/json": {"schema": _ref(ErrorEnvelope)}}
-    for code in sorted(statuses(ep) - {ep.status}):
+    for code in sorted(statuses(ep) - {ep.status, *ep.also}):
         responses[str(code)] = {"description": _STATUS_TEXT.get(code, "Error"), "content": envelope}
         if code == 429:
             responses[str(code)]["headers"] = {"Retry-After": {

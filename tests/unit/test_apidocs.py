@@ -161,3 +161,14 @@ async def test_checked_handlers_answer_only_what_they_declare() -> None:
         await contract.checked(ep(undeclared_error))(None)  # type: ignore[arg-type]
     with pytest.raises(errors.NotFound):
         await contract.checked(ep(declared_error))(None)  # type: ignore[arg-type]
+
+
+def test_validate_responses_wraps_every_endpoint(tmp_path: Path) -> None:
+    def handlers(validate: bool) -> list[str]:
+        settings = Settings.from_env({}, data_dir=tmp_path, validate_responses=validate)
+        app = create_app(settings)
+        return [r.endpoint.__qualname__ for r in app.routes if getattr(r, "path", "").startswith("/api/")]
+
+    single = [n for n in handlers(True) if not n.startswith("_dispatch.")]  # one method per path
+    assert len(single) > 10 and all(name.startswith("checked.") for name in single)
+    assert not any(name.startswith("checked.") for name in handlers(False))
