@@ -35,7 +35,7 @@ from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.api.ws import routes as ws_routes
 from roomserver.chain.rpc import ChainReader
-from roomserver.config import Settings
+from roomserver.config import Settings, SettingsError
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.gating.recheck import LocalUsers, Rechecker, Remove
 from roomserver.gating.rooms import RoomGates
@@ -380,5 +380,13 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 def app_from_env() -> Starlette:
-    """Factory for `uvicorn --factory roomserver.app:app_from_env` and multi-worker serve."""
-    return create_app(Settings.from_env())
+    """Factory for `uvicorn --factory roomserver.app:app_from_env` and multi-worker serve.
+
+    Bad settings are logged by variable name and exit with status 2, without a traceback."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        for var, problem in exc.problems:
+            log.critical("bad setting %s: %s", var, problem)
+        raise SystemExit(2) from None
+    return create_app(settings)

@@ -72,6 +72,11 @@ def test_secrets_and_credentials_stay_out_of_reprs_and_listings() -> None:
     assert "ANTHROPIC_API_KEY=**********" in listing and "PORT=8000" in listing
 
 
+def test_every_setting_has_help_text() -> None:
+    fields = Settings.__pydantic_fields__
+    assert [name for name, info in fields.items() if len(info.description or "") < 10] == []
+
+
 def test_readme_table_is_the_generated_one() -> None:
     readme = README.read_text()
     assert markdown_table() in readme, "regenerate with: python -m roomserver settings --markdown"
@@ -119,3 +124,12 @@ def test_markdown_command_prints_the_table(tmp_path: Path) -> None:
 def test_settings_from_environment() -> None:
     s = Settings.from_env({"TUTOR_MIN_SCORE": "0.5", "TUTOR_TIMEOUT_SECONDS": "7.5", "TUTOR_MAX_TOKENS": "99"})
     assert (s.tutor_min_score, s.tutor_timeout_seconds, s.tutor_max_tokens) == (0.5, 7.5, 99)
+
+
+def test_the_uvicorn_factory_refuses_bad_settings_without_a_traceback(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", "from roomserver.app import app_from_env; app_from_env()"],
+                          cwd=tmp_path, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
+                                             "LOG_LEVEL": "verbose", "DATA_DIR": str(tmp_path / "data")},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "bad setting LOG_LEVEL" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
