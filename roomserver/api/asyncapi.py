@@ -10,7 +10,7 @@ tests/unit/test_asyncapi.py checks the frame lists against docs/protocol.md.
 from __future__ import annotations
 
 import inspect
-from typing import Any, get_args
+from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -21,8 +21,10 @@ CHANNEL = "room"
 
 
 def frame_models(union: Any) -> list[type[BaseModel]]:
-    """The models of a discriminated frame union, in declaration order."""
-    return list(get_args(get_args(union)[0]))
+    """The models of a frame union (bare or `Annotated` with its discriminator), in order."""
+    if get_origin(union) is Annotated:
+        union = get_args(union)[0]
+    return list(get_args(union))
 
 
 def frame_type(model: type[BaseModel]) -> str:
