@@ -24,7 +24,6 @@ from solders.transaction import VersionedTransaction
 from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings
 from roomserver.errors import BadRequest, Unavailable
-from roomserver.store.pgembed import free_port
 from tests.clients import sign_in
 from tests.servers import run_app
 
@@ -99,15 +98,6 @@ async def test_one_timeout_bounds_every_request(client: AsyncClient) -> None:
         await reader.balance(Pubkey.default())
     assert time.monotonic() - started < 2
     assert caught.value.details == {"reason": "timeout"}
-
-
-async def test_an_unreachable_node_is_unavailable() -> None:
-    async with AsyncClient(f"http://127.0.0.1:{free_port()}") as dead:
-        reader = ChainReader(dead)
-        with pytest.raises(Unavailable) as caught:
-            await reader.accounts([Pubkey.default()])
-        assert caught.value.details == {"reason": "unreachable"}
-        assert await reader.health() is False
 
 
 async def test_a_refused_transaction_is_transaction_failed_without_the_node_text(client: AsyncClient) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from roomserver.config import Settings
 from roomserver.library.embeddings import MiniLMEmbedder
-from roomserver.store.blobstore import LocalBlobStore, split_legacy_layout
+from roomserver.store.blobstore import LocalBlobStore
 from roomserver.store.cid import cid_for_bytes
 from roomserver.store.ports import free_port
 from tests.clients import SignedInUser, sign_in
@@ -154,17 +154,3 @@ async def test_published_nft_content_is_still_served(client: httpx.AsyncClient, 
     response = await client.get(f"/ipfs/{cid}")
     assert response.status_code == 200 and response.content == b'{"name": "card"}'
     assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
-
-
-def test_the_old_single_namespace_layout_is_split(tmp_path: Path) -> None:
-    upload, card = cid_for_bytes(b"an upload"), cid_for_bytes(b"a card")
-    for cid, data in ((upload, b"an upload"), (card, b"a card")):
-        shard = tmp_path / cid[-3:-1]
-        shard.mkdir(exist_ok=True)
-        (shard / cid).write_bytes(data)
-        (shard / f"{cid}.type").write_text("text/plain")
-    assert split_legacy_layout(tmp_path, {upload}.__contains__) == 2
-    assert (tmp_path / "private" / upload[-3:-1] / upload).read_bytes() == b"an upload"
-    assert (tmp_path / "public" / card[-3:-1] / f"{card}.type").read_text() == "text/plain"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["private", "public"]
-    assert split_legacy_layout(tmp_path, {upload}.__contains__) == 0

@@ -24,8 +24,7 @@ from solders.transaction import Transaction
 
 from roomserver.chain import dev
 from roomserver.chain.spl_token import TOKEN_2022_PROGRAM, TOKEN_PROGRAM
-from roomserver.ledger.process import LedgerProcess, LedgerStartError, start_ledger
-from roomserver.ledger.server import serve
+from roomserver.ledger.process import LedgerProcess, start_ledger
 
 
 async def post(url: str, body: object | bytes) -> httpx.Response:
@@ -198,8 +197,6 @@ def test_the_ledger_dies_with_a_killed_parent(tmp_path: Path) -> None:
     """`serve` SIGKILLed must not leave its ledger child running."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     script = ("import sys, time; from pathlib import Path; "
@@ -255,13 +252,3 @@ async def test_a_foreign_host_header_is_refused(ledger: LedgerProcess) -> None:
         for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost"):
             answer = await http.post(ledger.url, json=health, headers={"Host": host})
             assert answer.status_code == 200 and answer.json()["result"] == "ok", host
-
-
-def test_dev_mode_is_refused_off_loopback(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "roomserver.ledger", "--host", "0.0.0.0", "--port", "0", "--dev"],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "--dev is refused off loopback" in done.stderr
-    with pytest.raises(ValueError, match="refused off loopback"):
-        serve("0.0.0.0", 0, tmp_path, dev=True)
-    with pytest.raises(LedgerStartError):
-        start_ledger(tmp_path, host="0.0.0.0", dev=True, timeout=30)

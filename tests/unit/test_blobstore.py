@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from roomserver.errors import BadRequest, NotFound
-from roomserver.store.blobstore import BlobStore, LocalBlobStore, MemoryBlobStore
+from roomserver.store.blobstore import (
+    BlobStore,
+    LocalBlobStore,
+    MemoryBlobStore,
+    split_legacy_layout,
+)
 from roomserver.store.cid import cid_for_bytes
 
 ABSENT = cid_for_bytes(b"never stored")
@@ -130,3 +135,17 @@ async def test_delete_and_listing(store: BlobStore) -> None:
         await store.delete("not-a-cid")
     assert await store.put(b"one", "application/json") == first  # stored afresh, new type
     assert await store.content_type(first) == "application/json"
+
+
+def test_the_old_single_namespace_layout_is_split(tmp_path: Path) -> None:
+    upload, card = cid_for_bytes(b"an upload"), cid_for_bytes(b"a card")
+    for cid, data in ((upload, b"an upload"), (card, b"a card")):
+        shard = tmp_path / cid[-3:-1]
+        shard.mkdir(exist_ok=True)
+        (shard / cid).write_bytes(data)
+        (shard / f"{cid}.type").write_text("text/plain")
+    assert split_legacy_layout(tmp_path, {upload}.__contains__) == 2
+    assert (tmp_path / "private" / upload[-3:-1] / upload).read_bytes() == b"an upload"
+    assert (tmp_path / "public" / card[-3:-1] / f"{card}.type").read_text() == "text/plain"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["private", "public"]
+    assert split_legacy_layout(tmp_path, {upload}.__contains__) == 0
