@@ -31,10 +31,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 1000
 
+# SKIP LOCKED: rows another node's purge (or a verification) holds are left to the next pass
 _DELETE_NONCES = """DELETE FROM siws_nonces WHERE nonce IN (
-    SELECT nonce FROM siws_nonces WHERE expires_at <= now() LIMIT $1)"""
+    SELECT nonce FROM siws_nonces WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)"""
 _DELETE_SESSIONS = """DELETE FROM sessions WHERE id IN (
-    SELECT id FROM sessions WHERE expires_at <= now() LIMIT $1)"""
+    SELECT id FROM sessions WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)"""
 _OUTSTANDING = "SELECT count(*) FROM siws_nonces WHERE consumed_at IS NULL AND expires_at > now()"
 
 
