@@ -19,7 +19,7 @@ import pytest
 from pgvector.asyncpg import register_vector
 
 from roomserver.config import Settings
-from roomserver.library.documents import Library
+from roomserver.library.documents import Library, Quotas
 from roomserver.library.embeddings import HashingEmbedder, MiniLMEmbedder
 from roomserver.library.ingest import Ingestor
 from roomserver.rooms import RoomService
@@ -267,7 +267,8 @@ async def quiet_db(pg: EmbeddedPostgres, template_db: str) -> AsyncIterator[asyn
 
 async def queue(pool: asyncpg.Pool, owner: uuid.UUID, count: int) -> None:
     """`count` uploads by `owner`, each queueing its ingestion job (no worker runs here)."""
-    library = Library(pool, MemoryBlobStore(), HashingEmbedder(), membership=RoomService(pool).membership)
+    library = Library(pool, MemoryBlobStore(), HashingEmbedder(), membership=RoomService(pool).membership,
+                      quotas=Quotas(max_documents=count + 1, max_pending_jobs=count + 1))
     for _ in range(count):
         await library.upload(owner, io.BytesIO(f"notes {uuid.uuid4()}\n".encode()), "t.txt")
 
