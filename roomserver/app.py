@@ -283,7 +283,7 @@ async def check_library(state: AppState, embedder: Embedder | None, workers: int
         if census["other_model"]:
             log.warning("%d stored chunks were embedded by another model than %s: vector search "
                         "ignores them (full text still finds them) until their documents are "
-                        "re-ingested", census["other_model"], model)
+                        "uploaded again", census["other_model"], model)
     state.modes["library"] = f"{mode}, {workers} ingestion worker(s)"
     detail: dict[str, Any] = {"search": search_mode, "embedding_model": model,
                               "chunks_other_model": census["other_model"],

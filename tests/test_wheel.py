@@ -1,6 +1,8 @@
 """The built wheel, installed non-editable into a fresh venv, as a user outside the repository
 gets it: `roomserver migrate` creates the schema from the migrations the wheel carries, and
-`roomserver-loadtest replay` without matplotlib prints its summary and exits 0.
+`roomserver-loadtest replay` without the `[loadtest]` extra prints its summary and exits 0.
+Of that extra, only matplotlib is missing from a core install (httpx and websockets are core
+dependencies, uvloop comes with uvicorn[standard]), so matplotlib is what the venv lacks.
 
 To stay fast the wheel is installed with `--no-deps` into a venv whose extra path holds the
 test venv's installed packages (symlinked, minus roomserver itself and matplotlib); the
