@@ -37,7 +37,7 @@ from roomserver.api.ws import routes as ws_routes
 from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings, SettingsError
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
-from roomserver.gating.recheck import LocalUsers, Rechecker, Remove
+from roomserver.gating.recheck import LocalUsers, Rechecker
 from roomserver.gating.rooms import RoomGates
 from roomserver.identity.purge import ChallengeCap, Purger
 from roomserver.identity.sessions import SessionStore
@@ -160,14 +160,15 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     gates = RoomGates(state.gatekeeper)
     state.achievements = open_achievements(state)
     on_event = state.achievements.record
-    state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate,
-                              gate_recheck_seconds=settings.gate_recheck_seconds, on_event=on_event)
     history = History(pool, on_event=on_event)
     observer = start_recorder(settings, stack, modes)
     state.realtime = await open_realtime(settings, stack, history, state.sessions.is_live, modes,
                                          observer=observer)
     state.health_checks["redis"] = state.realtime.health
-    start_rechecker(state, stack, state.realtime.local_users, state.realtime.remove)
+    state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate,
+                              gate_recheck_seconds=settings.gate_recheck_seconds,
+                              on_event=on_event, removed=state.realtime.remove)
+    start_rechecker(state, stack, state.realtime.local_users)
 
     async def solana_health() -> dict[str, Any]:
         healthy = await chain.health()
@@ -210,10 +211,6 @@ def frame_hooks(state: AppState, tutor: TutorHandler) -> Hooks:
     """The policy socket frames run under: the library's document checks, the tutor and the
     room's roles."""
 
-    async def role_of(room_id: uuid.UUID, user_id: uuid.UUID) -> str | None:
-        member = await state.rooms.membership(room_id, user_id)
-        return None if member is None else member.role
-
     async def check_highlight(caller: Caller, frame: HighlightCreate) -> RowWriter:
         return await state.highlights.check_frame(caller.room_id, caller.user_id, frame)
 
@@ -221,7 +218,8 @@ def frame_hooks(state: AppState, tutor: TutorHandler) -> Hooks:
         """`Library.point_room_to`: owners and admins make sure the room can read it."""
         return (await state.library.point_room_to(document_id, caller.user_id, caller.room_id)).title
 
-    return Hooks(role_of=role_of, check_highlight=check_highlight, may_share=may_share, tutor=tutor)
+    return Hooks(is_moderator=state.rooms.is_moderator, kick=state.rooms.kick,
+                 check_highlight=check_highlight, may_share=may_share, tutor=tutor)
 
 
 async def open_blobs(settings: Settings, state: AppState) -> None:
@@ -348,11 +346,10 @@ def start_signin(state: AppState, stack: AsyncExitStack) -> None:
     stack.push_async_callback(state.purger.close)
 
 
-def start_rechecker(state: AppState, stack: AsyncExitStack, local_users: LocalUsers,
-                    remove: Remove) -> Rechecker:
+def start_rechecker(state: AppState, stack: AsyncExitStack, local_users: LocalUsers) -> Rechecker:
     """Re-verify members of gated rooms connected to this node every GATE_RECHECK_SECONDS;
     `stack` stops it (before the hub it uses, when called after the hub was opened)."""
-    rechecker = Rechecker(local_users, state.rooms, state.gatekeeper, remove,
+    rechecker = Rechecker(local_users, state.rooms, state.gatekeeper,
                           interval=state.settings.gate_recheck_seconds)
     rechecker.start()
     stack.push_async_callback(rechecker.close)

@@ -19,6 +19,7 @@ from roomserver.realtime.history import Author, History
 from roomserver.realtime.hub import Connection
 from roomserver.realtime.node import Caller, Realtime, RealtimeConfig
 from roomserver.realtime.presence import MemoryPresence
+from roomserver.rooms import RoomDraft, RoomService
 from roomserver.store.db import create_pool
 from tests.world import add_room, add_user
 
@@ -136,3 +137,51 @@ async def test_group_commit_batches_rooms_keeps_seqs_gap_free_and_isolates_failu
     by_seq = {w.seq: w for w in a}
     for seq, text in events:  # the stored event is the frame that was published
         assert orjson.loads(text) == orjson.loads(by_seq[seq].frame)
+
+
+async def test_socket_writes_are_refused_once_the_writer_is_removed_and_a_racing_ban_loses_nothing(
+        pool: asyncpg.Pool) -> None:
+    rooms = RoomService(pool)
+    owner = await pool.fetchval("INSERT INTO users (wallet_address) VALUES ($1) RETURNING id", uuid.uuid4().hex)
+    member = await pool.fetchval("INSERT INTO users (wallet_address) VALUES ($1) RETURNING id", uuid.uuid4().hex)
+    room = (await rooms.create(owner, RoomDraft(name="r", room_type="public"))).id
+    await rooms.admit(member, "w", room)
+    history, author = History(pool), Author(member, "m")
+    first = await history.post_message(room, author, "hello", member=True)
+    assert first.seq == 1
+
+    posts = [history.post_message(room, author, f"m{i}", client_msg_id=f"m{i}", member=True,
+                                  reply_to=None if i % 3 else first.message_id) for i in range(60)]
+    outcomes = await asyncio.gather(*posts[:30], rooms.ban(room, owner, member, "spam"), *posts[30:],
+                                    return_exceptions=True)
+    results = [o for i, o in enumerate(outcomes) if i != 30]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, errors.Forbidden) and r.code == "not_member" for r in refused)
+    written = [r for r in results if not isinstance(r, BaseException)]
+    stored = {row["client_msg_id"] for row in await pool.fetch(
+        "SELECT client_msg_id FROM chat_messages WHERE room_id = $1 AND client_msg_id IS NOT NULL", room)}
+    assert {w.message_id for w in written} <= {str(r["id"]) for r in await pool.fetch(
+        "SELECT id FROM chat_messages WHERE room_id = $1", room)}, "an acknowledged write was lost"
+    assert len(stored) == len(written), "a refused write was stored"
+    banned_at = await pool.fetchval("SELECT left_at FROM room_participants WHERE room_id = $1 AND user_id = $2",
+                                    room, member)
+    assert banned_at is not None
+
+    for attempt in (history.post_message(room, author, "late", member=True),
+                    history.post_message(room, author, "late reply", reply_to=first.message_id, member=True),
+                    history.react(room, member, str(first.message_id), "x", True, member=True),
+                    history.moderate(room, member, str(first.message_id), deleted=True, member=True)):
+        with pytest.raises(errors.Forbidden) as late:
+            await attempt
+        assert late.value.code == "not_member"
+    assert (await history.post_message(room, Author(owner), "owner", member=True)).fresh
+
+    await rooms.close(room, owner)
+    for attempt in (history.post_message(room, Author(owner), "closed", member=True),
+                    history.react(room, owner, str(first.message_id), "x", True, member=True)):
+        with pytest.raises(errors.Forbidden) as closed:
+            await attempt
+        assert closed.value.code == "room_closed"
+    seq = await history.current_seq(str(room))
+    events = await history.fetch_range(str(room), 0, seq)
+    assert [s for s, _ in events] == list(range(1, seq + 1)), "refusals left no seq gap"

@@ -49,9 +49,10 @@ def keeper(rpc: AsyncClient) -> Gatekeeper:
 
 
 @pytest.fixture
-def rooms(pool: asyncpg.Pool, keeper: Gatekeeper) -> RoomService:
+def rooms(pool: asyncpg.Pool, keeper: Gatekeeper, node: Realtime) -> RoomService:
     gates = RoomGates(keeper)
-    return RoomService(pool, gate=gates.check_join, gate_validator=gates.validate)
+    return RoomService(pool, gate=gates.check_join, gate_validator=gates.validate,
+                       removed=node.remove)
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ async def test_a_member_who_transfers_their_nft_away_is_removed_within_the_inter
     stayer_socket = await connect(node, room.id, stayer)
 
     interval = 0.3
-    rechecker = Rechecker(node.local_users, rooms, keeper, node.remove, interval=interval)
+    rechecker = Rechecker(node.local_users, rooms, keeper, interval=interval)
     rechecker.start()
     try:
         await wait_until(lambda: rechecker.stats.passes >= 2)
@@ -155,7 +156,7 @@ async def test_with_the_ledger_unreachable_nobody_is_removed(
     async with AsyncClient(f"http://127.0.0.1:{free_port()}") as dead:
         down = Gatekeeper(ChainReader(dead, timeout_seconds=5), MemoryGateCache())
         await asyncio.sleep(DUE)  # the join's verification is now due again
-        blind = Rechecker(node.local_users, rooms, down, node.remove, interval=DUE)
+        blind = Rechecker(node.local_users, rooms, down, interval=DUE)
         assert await blind.run_once() == 0
         assert (blind.stats.unavailable, blind.stats.passes) == (1, 0)
         assert down.rpc_healthy is False
@@ -167,7 +168,7 @@ async def test_with_the_ledger_unreachable_nobody_is_removed(
         assert refused.value.code == "gating_unavailable"
 
     # the same pass with the ledger reachable does remove them: the above was not vacuous
-    assert await Rechecker(node.local_users, rooms, keeper, node.remove, interval=DUE).run_once() == 1
+    assert await Rechecker(node.local_users, rooms, keeper, interval=DUE).run_once() == 1
     assert socket.closed == (CloseCode.NO_LONGER_QUALIFIES, "no_longer_qualifies: insufficient_holdings")
     assert await rooms.membership(room.id, holder) is None
 
@@ -189,7 +190,7 @@ async def test_the_sweep_removes_a_member_who_is_not_connected_anywhere(
     await dev.transfer(rpc, away_key, nft, buyer_key.pubkey(), 1, payer)
 
     due = 3.0  # longer than the transfer takes
-    sweep = Rechecker(node.local_users, rooms, keeper, node.remove, interval=due)
+    sweep = Rechecker(node.local_users, rooms, keeper, interval=due)
     assert await sweep.recheck_room(room) == 0 and sweep.stats.checked == 0, "verified at the join: not due"
     await asyncio.sleep(due)
     assert await sweep.recheck_room(room) == 1
@@ -253,9 +254,11 @@ async def test_a_socket_whose_membership_a_rest_read_ended_closes_at_the_next_sw
     await dev.transfer(rpc, seller_key, nft, buyer_key.pubkey(), 1, payer)
     await asyncio.sleep(recheck)
     assert await rooms.verified_membership(room.id, seller) is None
-    assert socket.closed is None, "the REST path sits below the realtime layer"
+    assert socket.closed is None, "this service has no removal hook: like a removal notice that was lost"
 
-    sweep = Rechecker(node.local_users, rooms, keeper, node.remove, interval=600)  # nobody is due
+    hooked = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate,
+                         gate_recheck_seconds=recheck, removed=node.remove)
+    sweep = Rechecker(node.local_users, hooked, keeper, interval=600)  # nobody is due
     await sweep.recheck_room(room)
     await wait_until(lambda: socket.closed is not None, timeout=5)
     assert socket.closed is not None and socket.closed[0] == CloseCode.NO_LONGER_QUALIFIES

@@ -46,7 +46,7 @@ from roomserver.protocol import (
 from roomserver.ratelimit import RateLimiter
 from roomserver.realtime.frames import Frames
 from roomserver.realtime.hub import Connection
-from roomserver.realtime.node import Caller, Realtime
+from roomserver.realtime.node import REMOVALS, Caller, Realtime
 from roomserver.state import AppState
 from roomserver.values import as_uuid
 
@@ -295,6 +295,8 @@ class RoomSocket:
         try:
             seq, members = await self.realtime.attach(conn, caller)
             info = await self.state.rooms.get(caller.room_id, caller.user_id)
+            if await self._removed_meanwhile(caller, info.my_role is not None and info.is_active):
+                return
             self.phase = Phase.JOINED
             await self.outlet.send_now(encode(Welcome(
                 you=caller.member, presence=[_member(m) for m in members], seq=seq,
@@ -311,6 +313,17 @@ class RoomSocket:
             self.phase = Phase.CLOSED
             await self.realtime.detach(conn, caller)
             await self.outlet.close(CloseCode.NORMAL, "")
+
+    async def _removed_meanwhile(self, caller: Caller, still_member: bool) -> bool:
+        """A removal that committed between admission and this socket's subscription was
+        never heard here: close as its notice would have (True), else False."""
+        if still_member:
+            return False
+        reason = await self.state.rooms.standing(caller.room_id, caller.user_id)
+        if reason is None:
+            return False
+        await self.outlet.close(*REMOVALS[reason])
+        return True
 
     async def _replay(self, caller: Caller, last_seq: int) -> int:
         """Send events after `last_seq` then `recovered`; returns the seq replayed up to."""

@@ -13,8 +13,8 @@ once), about
 A member the gate admits is stamped; a user the gate now refuses is removed:
 
 1. their membership row is marked left (`RoomService.remove_unqualified`, audited);
-2. the node's one removal operation (`remove`, reason "no_longer_qualifies") closes their
-   sockets in the room on every node with `CloseCode.NO_LONGER_QUALIFIES` (4106, do not
+2. that call ends in the node's one removal operation (reason "no_longer_qualifies"), which
+   closes their sockets in the room on every node with `CloseCode.NO_LONGER_QUALIFIES` (4106, do not
    reconnect), and the others see one `user_left {reason: "no_longer_qualifies"}` (a second
    node removing the same user again is harmless: notices are idempotent).
 
@@ -30,9 +30,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 from roomserver.errors import RoomserverError, Unavailable
 from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper
@@ -42,12 +41,10 @@ from roomserver.values import uuid_or_none
 
 log = logging.getLogger(__name__)
 
-REASON: Literal["no_longer_qualifies"] = "no_longer_qualifies"
+REASON = "no_longer_qualifies"
 
 LocalUsers = Callable[[str], set[str]]
 """room_id -> the users with a socket in the room on this node (`Realtime.local_users`)."""
-Remove = Callable[[str, str, Literal["no_longer_qualifies"], str | None], Awaitable[None]]
-"""(room_id, user_id, reason, detail): the node's removal on every node (`Realtime.remove`)."""
 
 
 @dataclass
@@ -60,11 +57,11 @@ class RecheckStats:
 
 
 class Rechecker:
-    def __init__(self, local_users: LocalUsers, rooms: RoomService, gatekeeper: Gatekeeper,
-                 remove: Remove, *, interval: float = 60.0, concurrency: int = 8):
+    def __init__(self, local_users: LocalUsers, rooms: RoomService, gatekeeper: Gatekeeper, *,
+                 interval: float = 60.0, concurrency: int = 8):
         if interval <= 0:
             raise ValueError("the re-check interval must be positive")
-        self.local_users, self.rooms, self.gatekeeper, self.remove = local_users, rooms, gatekeeper, remove
+        self.local_users, self.rooms, self.gatekeeper = local_users, rooms, gatekeeper
         self.interval = interval
         self.stats = RecheckStats()
         self._limit = asyncio.Semaphore(concurrency)
@@ -146,8 +143,7 @@ class Rechecker:
     async def _remove(self, room: Room, user_id: uuid.UUID, decision: Decision) -> int:
         code = decision.code or REASON
         ended = await self.rooms.remove_unqualified(room.id, user_id, code, decision.message)
-        log.info("room %s: user %s no longer qualifies (%s); removing", room.id, user_id, code)
-        await self.remove(str(room.id), str(user_id), REASON, code)
+        log.info("room %s: user %s no longer qualifies (%s); removed", room.id, user_id, code)
         if not ended:
             return 0
         self.stats.removed += 1

@@ -2,8 +2,9 @@
 
 `Frames.handle(caller, frame)` is one `match` over the `ClientFrame` union ending in
 `assert_never`, so a frame type added to the protocol fails type-checking until it is
-handled here. Durable frames are written by `History` and published by the node only after
-the commit; the reply (an `ack` with the seq, or `pong`) is returned to the edge. Refusals
+handled here. Durable frames are written by `History` (as socket writes: the room must be open
+and the writer a member when the write takes the room's lock) and published by the node only
+after the commit; the reply (an `ack` with the seq, or `pong`) is returned to the edge. Refusals
 raise typed errors (the edge sends them as `error` frames).
 
 Policy comes in as `Hooks`, passed at construction: the document checks, the tutor and the
@@ -46,8 +47,6 @@ from roomserver.realtime.history import Author, History, RowWriter, Written
 from roomserver.realtime.node import Caller, Realtime
 from roomserver.values import as_uuid
 
-MODERATORS = ("owner", "moderator")
-
 Durable = ChatMessage | DocumentShare | HighlightCreate | ReactionAdd | ReactionRemove | MessageDelete | MessagePin
 
 DocumentPolicy = Callable[[Caller, uuid.UUID], Awaitable[str | None]]
@@ -61,15 +60,19 @@ text in the ingested pages, document ready and shared to the room or public; the
 audits) plugs in here; without it `highlight_create` is refused."""
 TutorHandler = Callable[[Caller, SocraticQuery | SocraticCancel], Awaitable[str | None]]
 """Answers socratic frames (the answer streams through the node); returns an optional reply frame."""
-RoleOf = Callable[[uuid.UUID, uuid.UUID], Awaitable[str | None]]
-"""(room_id, user_id) -> the user's current role in the room, None when not a member."""
+IsModerator = Callable[[uuid.UUID, uuid.UUID], Awaitable[bool]]
+"""(room_id, user_id) -> whether the user moderates the room now (the roles live in rooms)."""
+KickHandler = Callable[[uuid.UUID, uuid.UUID, uuid.UUID, str | None], Awaitable[None]]
+"""(room_id, actor_id, target_id, reason): the rooms' removal policy and its one removal
+operation (`RoomService.kick`); raises the typed refusal."""
 
 
 @dataclass(frozen=True)
 class Hooks:
     """Everything frame dispatch needs from other domains, fixed at construction."""
 
-    role_of: RoleOf
+    is_moderator: IsModerator
+    kick: KickHandler
     check_highlight: HighlightCheck | None = None
     may_share: DocumentPolicy | None = None
     tutor: TutorHandler | None = None
@@ -85,9 +88,13 @@ class Frames:
 
     async def handle(self, caller: Caller, frame: ClientFrame) -> str | None:
         """Carry out one decoded client frame; returns the encoded reply (ack, pong) or None.
-        Raises typed errors for refusals. `resume` and `auth` belong to the edge."""
+        Raises typed errors for refusals. `resume` and `auth` belong to the edge. A caller
+        removed from the room (the removal notice reached this node) gets only `pong`."""
         fields = frame.model_dump(exclude_none=True) if self._node.observing else {}
         self._node.observe(caller, frame.type, fields)
+        if caller.removed is not None and not isinstance(frame, Ping):
+            raise errors.Forbidden(f"you were removed from this room ({caller.removed})",
+                                   code="removed_from_room")
         match frame:
             case Ping():
                 return encode(Pong())
@@ -125,29 +132,30 @@ class Frames:
         match frame:
             case ChatMessage():
                 return await history.post_message(room, author, frame.text, reply_to=frame.reply_to,
-                                                  client_msg_id=frame.client_msg_id)
+                                                  client_msg_id=frame.client_msg_id, member=True)
             case DocumentShare():
                 doc = as_uuid(frame.document_id, "document_not_found", "document")
                 title = await (self._hooks.may_share or self._document_exists)(caller, doc)
                 return await history.share_document(room, author, doc, title, frame.note,
-                                                    frame.client_msg_id)
+                                                    frame.client_msg_id, member=True)
             case HighlightCreate():
                 if self._hooks.check_highlight is None:
                     raise errors.Unavailable("highlights are not available", code="highlights_unavailable")
                 write_row = await self._hooks.check_highlight(caller, frame)
                 return await history.create_highlight(room, caller.user_id, write_row,
-                                                      frame.client_msg_id)
+                                                      frame.client_msg_id, member=True)
             case ReactionAdd() | ReactionRemove():
                 return await history.react(room, caller.user_id, frame.message_id, frame.emoji,
-                                           isinstance(frame, ReactionAdd))
+                                           isinstance(frame, ReactionAdd), member=True)
             case MessageDelete():
                 if await history.message_author(room, frame.message_id) != caller.user_id:
                     await self._require_moderator(caller)
-                return await history.moderate(room, caller.user_id, frame.message_id, deleted=True)
+                return await history.moderate(room, caller.user_id, frame.message_id, deleted=True,
+                                              member=True)
             case MessagePin():
                 await self._require_moderator(caller)
                 return await history.moderate(room, caller.user_id, frame.message_id,
-                                              pinned=frame.pinned)
+                                              pinned=frame.pinned, member=True)
             case _:
                 assert_never(frame)
 
@@ -157,26 +165,14 @@ class Frames:
             raise errors.NotFound("no such document", code="document_not_found")
         return title
 
-    async def _require_moderator(self, caller: Caller) -> str:
-        role = await self._hooks.role_of(caller.room_id, caller.user_id)
-        if role not in MODERATORS:
+    async def _require_moderator(self, caller: Caller) -> None:
+        if not await self._hooks.is_moderator(caller.room_id, caller.user_id):
             raise errors.Forbidden("only the room's owner or a moderator can do this",
                                    code="not_moderator")
-        assert role is not None
-        return role
 
     async def _kick(self, caller: Caller, frame: Kick) -> None:
-        role = await self._require_moderator(caller)
         target_id = as_uuid(frame.user_id, "participant_not_found", "participant")
-        if target_id == caller.user_id:
-            raise errors.Conflict("you cannot kick yourself", code="self_moderation")
-        target = await self._hooks.role_of(caller.room_id, target_id)
-        if target is None:
-            raise errors.NotFound("that user is not a member of this room",
-                                  code="participant_not_found")
-        if target == "owner" or (target == "moderator" and role != "owner"):
-            raise errors.Forbidden("you cannot kick this member", code="owner_protected")
-        await self._node.remove(str(caller.room_id), str(target_id), "kicked")
+        await self._hooks.kick(caller.room_id, caller.user_id, target_id, frame.reason)
 
 
 def _ack(client_msg_id: str | None, written: Written | None) -> str | None:

@@ -73,6 +73,22 @@ class _Rollback(Exception):
         self.written = written
 
 
+_BUMP = "UPDATE study_rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq"
+_BUMP_OPEN = "UPDATE study_rooms SET last_seq = last_seq + 1 WHERE id = $1 AND is_active RETURNING last_seq"
+_IS_MEMBER = "SELECT 1 FROM room_participants WHERE room_id = $1 AND user_id = $2 AND is_member"
+
+
+async def _no_seq(conn: asyncpg.Connection, room_id: uuid.UUID) -> errors.RoomserverError:
+    """Why a seq bump matched no row: the room is closed, or there is no such room."""
+    if await conn.fetchval("SELECT 1 FROM study_rooms WHERE id = $1", room_id):
+        return errors.Forbidden("the room is closed", code="room_closed")
+    return errors.NotFound("no such room", code="room_not_found")
+
+
+def _not_member() -> errors.Forbidden:
+    return errors.Forbidden("you are not a member of this room", code="not_member")
+
+
 def _dump(frame: Frame) -> tuple[dict[str, Any], str]:
     data = frame.model_dump(mode="json", exclude_none=True)
     return data, orjson.dumps(data).decode()
@@ -133,15 +149,20 @@ class History:
     # ---- writes ----
 
     async def _write(self, room_id: uuid.UUID,
-                     body: Callable[[asyncpg.Connection, int], Awaitable[Written]]) -> Written:
-        """Run `body(conn, seq)` in one transaction with the room's next seq."""
+                     body: Callable[[asyncpg.Connection, int], Awaitable[Written]], *,
+                     member: uuid.UUID | None = None) -> Written:
+        """Run `body(conn, seq)` in one transaction with the room's next seq. With `member`
+        (a socket write) the room must be open and `member` a member of it, checked after the
+        seq bump took the room row's lock, which every removal also takes first: a write that
+        commits was admitted before the removal, one after it is refused (403 `room_closed`,
+        `not_member`)."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                seq = await conn.fetchval(
-                    "UPDATE study_rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
-                    room_id)
+                seq = await conn.fetchval(_BUMP if member is None else _BUMP_OPEN, room_id)
                 if seq is None:
-                    raise errors.NotFound("no such room", code="room_not_found")
+                    raise await _no_seq(conn, room_id)
+                if member is not None and not await conn.fetchval(_IS_MEMBER, room_id, member):
+                    raise _not_member()
                 return await body(conn, int(seq))
         except _Rollback as undo:
             return undo.written
@@ -168,14 +189,16 @@ class History:
             raise _Rollback(Written(int(row["seq"]), str(row["id"]), None, False))
 
     async def post_message(self, room_id: uuid.UUID, author: Author, text: str, *,
-                           reply_to: str | None = None, client_msg_id: str | None = None) -> Written:
+                           reply_to: str | None = None, client_msg_id: str | None = None,
+                           member: bool = False) -> Written:
         """A chat message (`new_message`). Plain messages are group-committed (see
-        `_GroupCommit`); replies are written one at a time."""
+        `_GroupCommit`); replies are written one at a time. `member`: the author must be a
+        member of the open room (see `_write`)."""
         if reply_to is None and self._group is not None:
-            written = await self._group.post(room_id, author, text, client_msg_id)
+            written = await self._group.post(room_id, author, text, client_msg_id, member)
         else:
             written = await self._post_one(room_id, author, text, reply_to=reply_to,
-                                           client_msg_id=client_msg_id)
+                                           client_msg_id=client_msg_id, member=member)
         await self._report(written, "message_posted", author.user_id, room_id)
         return written
 
@@ -185,7 +208,8 @@ class History:
             await self._on_event(event, user_id, room_id)
 
     async def _post_one(self, room_id: uuid.UUID, author: Author, text: str, *,
-                        reply_to: str | None = None, client_msg_id: str | None = None) -> Written:
+                        reply_to: str | None = None, client_msg_id: str | None = None,
+                        member: bool = False) -> Written:
         reply_id = None if reply_to is None else as_uuid(reply_to, "message_not_found", "message")
 
         async def body(conn: asyncpg.Connection, seq: int) -> Written:
@@ -205,11 +229,11 @@ class History:
             encoded = await self._append(conn, room_id, seq, author.user_id, frame)
             return Written(seq, message.id, encoded, True)
 
-        return await self._write(room_id, body)
+        return await self._write(room_id, body, member=author.user_id if member else None)
 
     async def share_document(self, room_id: uuid.UUID, author: Author, document_id: uuid.UUID,
                              title: str | None, note: str | None,
-                             client_msg_id: str | None) -> Written:
+                             client_msg_id: str | None, *, member: bool = False) -> Written:
         """A document share: a chat message of kind `document_share` + `document_shared`.
         The caller has checked that the document exists and may be shared."""
 
@@ -227,10 +251,10 @@ class History:
             encoded = await self._append(conn, room_id, seq, author.user_id, frame)
             return Written(seq, str(row["id"]), encoded, True)
 
-        return await self._write(room_id, body)
+        return await self._write(room_id, body, member=author.user_id if member else None)
 
     async def create_highlight(self, room_id: uuid.UUID, actor_id: uuid.UUID, write_row: RowWriter,
-                               client_msg_id: str | None = None) -> Written:
+                               client_msg_id: str | None = None, *, member: bool = False) -> Written:
         """A highlight and its `highlight_created`, one transaction: `write_row(conn)` is the
         library's writer of the checked highlight's row and audit (it returns the event's
         `highlight` fields). `message_id` of the answer is the highlight id. A
@@ -252,7 +276,7 @@ class History:
             encoded = await self._append(conn, room_id, seq, actor_id, event)
             return Written(seq, str(fields["id"]), encoded, True)
 
-        written = await self._write(room_id, body)
+        written = await self._write(room_id, body, member=actor_id if member else None)
         await self._report(written, "highlight_created", actor_id, room_id)
         return written
 
@@ -294,7 +318,7 @@ class History:
         return await self._write(room_id, body)
 
     async def react(self, room_id: uuid.UUID, user_id: uuid.UUID, message_id: str, emoji: str,
-                    added: bool) -> Written:
+                    added: bool, *, member: bool = False) -> Written:
         """Add or remove one reaction (`reaction_updated` with the new counts); a no-op
         (adding twice, removing what is absent) writes nothing."""
         mid = as_uuid(message_id, "message_not_found", "message")
@@ -321,7 +345,7 @@ class History:
             encoded = await self._append(conn, room_id, seq, user_id, frame)
             return Written(seq, str(mid), encoded, True)
 
-        return await self._write(room_id, body)
+        return await self._write(room_id, body, member=user_id if member else None)
 
     async def message_author(self, room_id: uuid.UUID, message_id: str) -> uuid.UUID | None:
         """The sender of a live message of the room; 404 `message_not_found` otherwise."""
@@ -334,7 +358,8 @@ class History:
         return row["sender_id"]  # type: ignore[no-any-return]
 
     async def moderate(self, room_id: uuid.UUID, actor_id: uuid.UUID, message_id: str, *,
-                       deleted: bool | None = None, pinned: bool | None = None) -> Written:
+                       deleted: bool | None = None, pinned: bool | None = None,
+                       member: bool = False) -> Written:
         """Delete (soft) or pin/unpin a message (`message_updated`); a no-op writes nothing.
         A delete also blanks the message's own event in the same transaction (`_blank_event`).
         The caller checks the actor's right to do it."""
@@ -356,7 +381,7 @@ class History:
             encoded = await self._append(conn, room_id, seq, actor_id, frame)
             return Written(seq, str(mid), encoded, True)
 
-        return await self._write(room_id, body)
+        return await self._write(room_id, body, member=actor_id if member else None)
 
     @staticmethod
     async def _blank_event(conn: asyncpg.Connection, room_id: uuid.UUID, seq: int) -> None:
@@ -402,6 +427,7 @@ class _Pending:
     author: Author
     text: str
     client_msg_id: str | None
+    member: bool
     future: asyncio.Future[Written]
 
 
@@ -430,9 +456,9 @@ class _GroupCommit:
         self._conn: Any = None
 
     async def post(self, room_id: uuid.UUID, author: Author, text: str,
-                   client_msg_id: str | None) -> Written:
+                   client_msg_id: str | None, member: bool = False) -> Written:
         future: asyncio.Future[Written] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(room_id, author, text, client_msg_id, future))
+        self._queue.append(_Pending(room_id, author, text, client_msg_id, member, future))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._run())
         return await asyncio.shield(future)  # a cancelled caller must not cancel the batch
@@ -483,7 +509,8 @@ class _GroupCommit:
     async def _alone(self, item: _Pending) -> None:
         try:
             written = await self._history._post_one(item.room_id, item.author, item.text,
-                                                    client_msg_id=item.client_msg_id)
+                                                    client_msg_id=item.client_msg_id,
+                                                    member=item.member)
         except BaseException as exc:
             if not item.future.done():
                 item.future.set_exception(exc)
@@ -498,8 +525,11 @@ class _GroupCommit:
 
         The UPDATE locks the rooms (in id order: the sorted input drives the nested loop) and
         reserves each room's seqs; resends are caught by the idempotency index (ON CONFLICT
-        DO NOTHING): if any row was not inserted the batch raises, rolls back (seqs given
-        back) and `_run` retries each message alone, which answers a resend as before."""
+        DO NOTHING), and a socket message (`member`) whose author is no longer a member of the
+        open room by the INSERT's condition (a later statement than the lock: it sees any
+        removal that committed first): if any row was not inserted the batch raises, rolls back
+        (seqs given back) and `_run` retries each message alone, which answers a resend as
+        before and refuses a removed author with a typed error."""
         answers: list[Written | None] = [None] * len(batch)
         first: dict[tuple[uuid.UUID, uuid.UUID, str], int] = {}
         resend_of: dict[int, int] = {}
@@ -526,7 +556,7 @@ class _GroupCommit:
                 raise errors.NotFound("no such room", code="room_not_found")
             created_at = bumped[0]["ts"].isoformat()
             next_seq = {row["id"]: int(row["last_seq"]) - counts[row["id"]] + 1 for row in bumped}
-            cols: list[list[Any]] = [[], [], [], [], [], [], []]
+            cols: list[list[Any]] = [[], [], [], [], [], [], [], []]
             for i in fresh:
                 item = batch[i]
                 seq = next_seq[item.room_id]
@@ -537,14 +567,17 @@ class _GroupCommit:
                                   client_msg_id=item.client_msg_id, created_at=created_at)
                 _, encoded = _dump(NewMessage(room_id=str(item.room_id), seq=seq, message=message))
                 for col, value in zip(cols, (mid, item.room_id, seq, item.author.user_id, item.text,
-                                             item.client_msg_id, encoded), strict=True):
+                                             item.client_msg_id, encoded, item.member), strict=True):
                     col.append(value)
                 answers[i] = Written(seq, str(mid), encoded, True)
             inserted = await conn.fetchval(
                 """WITH m AS (
                        INSERT INTO chat_messages (id, room_id, seq, sender_id, content, client_msg_id)
-                       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[],
-                                            $5::text[], $6::text[])
+                       SELECT i, r, s, a, c, k FROM unnest($1::uuid[], $2::uuid[], $3::bigint[],
+                           $4::uuid[], $5::text[], $6::text[], $8::bool[]) AS x(i, r, s, a, c, k, strict)
+                       WHERE NOT x.strict OR EXISTS (SELECT 1 FROM room_participants p
+                           JOIN study_rooms o ON o.id = p.room_id
+                           WHERE p.room_id = x.r AND p.user_id = x.a AND p.is_member AND o.is_active)
                        ON CONFLICT (room_id, sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL
                        DO NOTHING RETURNING 1),
                    e AS (

@@ -7,6 +7,12 @@ room is invisible to anyone without a participant row or an invitation), it is o
 otherwise a private room needs an invitation, which admits once (403 `not_invited`), a gated
 room needs the injected gate to agree (403 `gating_not_configured` without one), and the room
 must have a free seat (403 `room_full`, decided under a row lock so the last seat goes once).
+
+Removal: who may remove whom is `roomserver.rooms.moderation` (the one table). Every way out
+of a room (`ban`, `kick`, `leave`, `close`, `remove_unqualified`) commits its change under the
+room row's lock (so it serialises with the room's durable writes, which take that lock), then
+calls the `removed` hook passed at construction: the realtime node's one removal operation,
+which closes the user's sockets in the room on every node with the reason's close code.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from roomserver.rooms.models import (
     RoomFilter,
     RoomPage,
 )
+from roomserver.rooms.moderation import check_removal, is_moderator
 from roomserver.values import decode_keyset, encode_keyset
 
 log = logging.getLogger(__name__)
@@ -44,6 +51,15 @@ read, None: now), raises a typed error to refuse."""
 
 GateValidator = Callable[[str, str, Decimal | None], Awaitable[None]]
 """`gate_validator(room_type, mint_or_collection, min_amount)` raises a typed error for a bad gate."""
+
+Reason = Literal["kicked", "banned", "no_longer_qualifies", "room_closed", "left"]
+Removed = Callable[[str, str | None, Reason, str | None], Awaitable[None]]
+"""`removed(room_id, user_id or None for everyone, reason, detail)`: after a removal committed,
+close the user's sockets in the room on every node (`Realtime.remove`)."""
+
+
+async def _nobody_connected(room_id: str, user_id: str | None, reason: Reason, detail: str | None) -> None:
+    return None
 
 _ROOM_COLUMNS = """r.id, r.name, r.description, r.topic, r.tags, r.room_type, r.owner_id,
     r.access_token_mint, r.access_nft_collection, r.min_token_amount, r.max_participants,
@@ -98,12 +114,14 @@ class RoomService:
 
     def __init__(self, pool: asyncpg.Pool, gate: Gate | None = None,
                  gate_validator: GateValidator | None = None, *, gate_recheck_seconds: float = 60,
-                 on_event: OnEvent = no_event):
-        """`on_event` hears `room_created` (the owner, no room) once a room is created."""
+                 on_event: OnEvent = no_event, removed: Removed = _nobody_connected):
+        """`on_event` hears `room_created` (the owner, no room) once a room is created;
+        `removed` is told of every removal after it committed (see the module docstring)."""
         self._pool = pool
         self._on_event = on_event
         self._gate = gate
         self._gate_validator = gate_validator
+        self._removed = removed
         self.gate_recheck = timedelta(seconds=gate_recheck_seconds)
 
     # -- rooms ------------------------------------------------------------------------------
@@ -212,7 +230,9 @@ class RoomService:
                     """UPDATE study_rooms SET is_active = false, closed_at = now(),
                        updated_at = now() WHERE id = $1""", room_id)
                 await users.audit(conn, actor_id, "room.close", "room", room_id)
-            return await self._fetch(conn, room_id, actor_id)
+            closed = await self._fetch(conn, room_id, actor_id)
+        await self._removed(str(room_id), None, "room_closed", None)
+        return closed
 
     async def _locked_room(self, conn: asyncpg.Connection, room_id: uuid.UUID,
                            viewer_id: uuid.UUID) -> Room:
@@ -235,7 +255,7 @@ class RoomService:
 
     @staticmethod
     def _require_moderator(room: Room) -> None:
-        if room.my_role not in ("owner", "moderator"):
+        if not is_moderator(room.my_role):
             raise errors.Forbidden("only the room's owner or a moderator can do this",
                                    code="not_moderator")
 
@@ -319,8 +339,10 @@ class RoomService:
         return None
 
     async def leave(self, room_id: uuid.UUID, user_id: uuid.UUID) -> None:
-        """End a membership; the owner cannot leave (close the room instead)."""
+        """End a membership; the owner cannot leave (close the room instead). The leaver's
+        sockets in the room then close (1000) on every node."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_for_removal(conn, room_id)
             role = await conn.fetchval(
                 """SELECT role FROM room_participants WHERE room_id = $1 AND user_id = $2
                    AND is_member FOR UPDATE""", room_id, user_id)
@@ -334,6 +356,13 @@ class RoomService:
                 """UPDATE room_participants SET is_member = false, role = 'member', left_at = now()
                    WHERE room_id = $1 AND user_id = $2""", room_id, user_id)
             await users.audit(conn, user_id, "room.leave", "room", room_id)
+        await self._removed(str(room_id), str(user_id), "left", None)
+
+    @staticmethod
+    async def _lock_for_removal(conn: asyncpg.Connection, room_id: uuid.UUID) -> None:
+        """Share-lock the room row first: a removal then serialises with the room's durable
+        writes (which update that row) and cannot deadlock with a ban (which locks it first)."""
+        await conn.execute("SELECT 1 FROM study_rooms WHERE id = $1 FOR SHARE", room_id)
 
     # -- NFT collections (roomserver.nft.minting) --------------------------------------------
 
@@ -429,8 +458,10 @@ class RoomService:
     async def remove_unqualified(self, room_id: uuid.UUID, user_id: uuid.UUID, code: str,
                                  message: str) -> bool:
         """End a member's membership because gating no longer admits them (never the owner's);
-        False if they were not a (non-owner) member. Audited as `room.gate_removed`."""
+        False if they were not a (non-owner) member. Audited as `room.gate_removed`. Their
+        sockets in the room close (4106) on every node either way."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await self._lock_for_removal(conn, room_id)
             removed = await conn.fetchval(
                 """UPDATE room_participants SET is_member = false, role = 'member', left_at = now()
                    WHERE room_id = $1 AND user_id = $2 AND is_member AND role <> 'owner'
@@ -438,7 +469,8 @@ class RoomService:
             if removed is not None:
                 await users.audit(conn, None, "room.gate_removed", "room", room_id,
                                   {"user_id": str(user_id), "code": code, "message": message})
-            return removed is not None
+        await self._removed(str(room_id), str(user_id), "no_longer_qualifies", code)
+        return removed is not None
 
     async def participants(self, room_id: uuid.UUID, viewer_id: uuid.UUID) -> list[Participant]:
         """Current members, oldest first; for a private room only members may look."""
@@ -476,11 +508,15 @@ class RoomService:
 
     async def ban(self, room_id: uuid.UUID, actor_id: uuid.UUID, target_id: uuid.UUID,
                   reason: str | None) -> Ban:
-        """Remove `target_id` and keep them out; moderators may ban members only."""
+        """Remove `target_id` and keep them out (`moderation.check_removal`); their sockets in
+        the room then close (4102) on every node."""
         async with self._pool.acquire() as conn, conn.transaction():
-            room, target_role = await self._moderation_target(conn, room_id, actor_id, target_id)
-            if target_role == "moderator" and room.my_role != "owner":
-                raise errors.Forbidden("only the owner can ban a moderator", code="not_owner")
+            room = await self._locked_open_room(conn, room_id, actor_id)
+            target_role = await self._role_of(conn, room, target_id)
+            check_removal("ban", room.my_role, target_role, is_self=target_id == actor_id)
+            if target_role is None and await conn.fetchval("SELECT 1 FROM users WHERE id = $1",
+                                                           target_id) is None:
+                raise errors.NotFound("no such user", code="user_not_found")
             await conn.execute(
                 """INSERT INTO room_participants (room_id, user_id, is_member, is_banned,
                        ban_reason, banned_by)
@@ -492,7 +528,46 @@ class RoomService:
                 room_id, target_id, reason, actor_id)
             await users.audit(conn, actor_id, "room.ban", "room", room_id,
                               {"user_id": str(target_id), "reason": reason})
-            return Ban(room_id=room_id, user_id=target_id, reason=reason, banned_by=actor_id)
+        await self._removed(str(room_id), str(target_id), "banned", None)
+        return Ban(room_id=room_id, user_id=target_id, reason=reason, banned_by=actor_id)
+
+    async def kick(self, room_id: uuid.UUID, actor_id: uuid.UUID, target_id: uuid.UUID,
+                   reason: str | None = None) -> None:
+        """Close a member's sockets in the room on every node (4103), by the table in
+        `moderation`; the membership stays (ban to end it). Audited as `room.kick`."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            room = await self._locked_open_room(conn, room_id, actor_id)
+            target_role = await self._role_of(conn, room, target_id)
+            check_removal("kick", room.my_role, target_role, is_self=target_id == actor_id)
+            await users.audit(conn, actor_id, "room.kick", "room", room_id,
+                              {"user_id": str(target_id), "reason": reason})
+        await self._removed(str(room_id), str(target_id), "kicked", None)
+
+    @staticmethod
+    async def _role_of(conn: asyncpg.Connection, room: Room, user_id: uuid.UUID) -> str | None:
+        if user_id == room.owner_id:
+            return "owner"
+        return await conn.fetchval(  # type: ignore[no-any-return]
+            "SELECT role FROM room_participants WHERE room_id = $1 AND user_id = $2 AND is_member",
+            room.id, user_id)
+
+    async def is_moderator(self, room_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        """Whether the user currently moderates the room (owner or moderator)."""
+        member = await self.membership(room_id, user_id)
+        return member is not None and is_moderator(member.role)
+
+    async def standing(self, room_id: uuid.UUID, user_id: uuid.UUID) -> Reason | None:
+        """None while the user is a member of the open room; else why not (`room_closed`,
+        `banned`, or `left` for any other ended membership)."""
+        row = await self._pool.fetchrow(
+            """SELECT r.is_active, p.is_member, p.is_banned FROM study_rooms r
+               LEFT JOIN room_participants p ON p.room_id = r.id AND p.user_id = $2
+               WHERE r.id = $1""", room_id, user_id)
+        if row is None or not row["is_active"]:
+            return "room_closed"
+        if row["is_banned"]:
+            return "banned"
+        return None if row["is_member"] else "left"
 
     async def unban(self, room_id: uuid.UUID, actor_id: uuid.UUID, target_id: uuid.UUID) -> None:
         """Lift a ban; the user may then join again (as a newcomer)."""
