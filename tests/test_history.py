@@ -4,6 +4,7 @@ reads; and the node's sweep delivering an event whose publish was lost."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ import orjson
 import pytest
 
 from roomserver import errors
+from roomserver.config import Settings
 from roomserver.identity.sessions import SessionStore
 from roomserver.realtime.broker import MemoryBroker
 from roomserver.realtime.history import Author, History
@@ -91,7 +93,8 @@ async def test_sweep_delivers_a_lone_event_whose_publish_was_lost(pool: asyncpg.
     history = History(pool)
     realtime = Realtime(broker=LosingBroker(), store=MemoryPresence(), history=history,
                         session_live=SessionStore(pool, timedelta(hours=1)).is_live,
-                        config=RealtimeConfig(sweep_interval=0.2, presence_interval=0.2))
+                        config=dataclasses.replace(RealtimeConfig.from_settings(Settings()),
+                                                   sweep_interval=0.2, presence_interval=0.2))
     room, user = await _room(pool)
     await realtime.start()
     try:

@@ -18,6 +18,7 @@ from solders.keypair import Keypair
 from roomserver import errors
 from roomserver.chain import dev
 from roomserver.chain.rpc import ChainReader
+from roomserver.config import Settings
 from roomserver.errors import CloseCode
 from roomserver.gating.gatekeeper import Gatekeeper, MemoryGateCache
 from roomserver.gating.recheck import Rechecker
@@ -61,7 +62,7 @@ async def node(pool: asyncpg.Pool) -> AsyncIterator[Realtime]:
         return True
 
     node = Realtime(broker=MemoryBroker(), store=MemoryPresence(), history=History(pool),
-                    config=RealtimeConfig(), session_live=live)
+                    config=RealtimeConfig.from_settings(Settings()), session_live=live)
     await node.start()
     yield node
     await node.close()

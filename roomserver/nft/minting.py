@@ -476,14 +476,12 @@ def _result(row: asyncpg.Record) -> MintResult:
 def from_settings(settings: Settings, pool: asyncpg.Pool, chain: ChainReader, blobs: BlobStore,
                   rooms: RoomCollections, modes: dict[str, str]) -> NftService:
     """The service as configured; without server keys (another cluster, none configured) it
-    answers nft_unavailable. Raises ValueError for an unknown NFT_MINT_MODE and KeyFileError
-    for a configured keypair file that cannot be read."""
-    if settings.nft_mint_mode not in ("wallet", "sponsored"):
-        raise ValueError(f"NFT_MINT_MODE must be wallet or sponsored, not {settings.nft_mint_mode!r}")
+    answers nft_unavailable. Raises KeyFileError for a configured keypair file that cannot be
+    read (`NFT_MINT_MODE` itself is validated with the settings, before start-up)."""
     local = settings.solana_chain_id.removeprefix("solana:") == "localnet"
     keys = load_server_keys(settings.nft_fee_payer_keypair, settings.nft_authority_keypair, settings.data_dir,
                             local_ledger=local)
-    mode: Mode = "sponsored" if settings.nft_mint_mode == "sponsored" else "wallet"
+    mode: Mode = settings.nft_mint_mode
     limits = SponsorLimits(user_mints_per_day=settings.nft_sponsored_user_mints_per_day,
                            mints_per_day=settings.nft_sponsored_mints_per_day,
                            lamports_per_day=settings.nft_sponsored_lamports_per_day,

@@ -131,14 +131,17 @@ class Replay:
 
 @dataclass(frozen=True)
 class RealtimeConfig:
-    recovery_window: int = 1000
-    presence_ttl: float = 60.0
-    leave_grace: float = 3.0
+    """The node's tunables. Those that are settings have no default here: their defaults are
+    declared once, in `Settings` (`from_settings(Settings())` gives them)."""
+
+    recovery_window: int
+    presence_ttl: float
+    leave_grace: float
+    session_recheck: float
+    chat_per_minute: int
+    typing_per_minute: int
     presence_interval: float = 1.0
     sweep_interval: float = 2.0
-    session_recheck: float = 30.0
-    chat_per_minute: int = 120
-    typing_per_minute: int = 120
 
     @classmethod
     def from_settings(cls, s: Settings) -> RealtimeConfig:

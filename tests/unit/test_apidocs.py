@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import schemathesis
 from pydantic import BaseModel
 from starlette.responses import Response
 from starlette.testclient import TestClient
@@ -77,6 +78,13 @@ def test_served_documents_are_the_built_ones(docs_app: TestClient) -> None:
     assert served["openapi"] == "3.1.0" and set(served["paths"]) >= set(SPEC["paths"])
     asyncapi = docs_app.get("/asyncapi.json").json()
     assert asyncapi["asyncapi"] == "3.0.0" and asyncapi["servers"]["this"]["host"] == "testserver"
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    schemathesis.openapi.from_dict(SPEC).validate()  # the OpenAPI 3.1 meta-schema
+    broken = {**SPEC, "paths": {"/x": {"get": {"responses": {"200": {"content": 1}}}}}}
+    with pytest.raises(Exception, match="content"):
+        schemathesis.openapi.from_dict(broken).validate()
 
 
 def test_every_ref_resolves() -> None:
