@@ -253,7 +253,8 @@ async def test_concurrent_streams_are_capped_and_freed(
         await tutor.ask(Question(room, student, QUESTION))
     second = await tutor.ask(Question(room, owner, QUESTION))  # another user: concurrent
     a, b = await asyncio.gather(finished(first), finished(second))
-    assert (a.text, b.text) == ("one two three", "a b")
+    # the stand-in hands its scripted replies out in arrival order, and the two requests race
+    assert sorted((a.text, b.text)) == ["a b", "one two three"]
     # both answers interleaved on the room, each in its own order
     for answer in (first, second):
         assert [f.index for f in frames.answer(room, answer.id)] == list(range(len(frames.answer(room, answer.id))))
