@@ -439,7 +439,11 @@ def csv_text(text: str, limits: ExtractionLimits | None = None) -> str:
         raise BadRequest(f"the CSV cannot be read ({err})", code="corrupt_csv") from None
     if header is None:
         return ""
-    return "\n".join(lines) if lines else "; ".join(header)
+    if lines:
+        return "\n".join(lines)
+    only_header = "; ".join(header)  # empty labels became "column N": longer than the input
+    budget.output(len(only_header))
+    return only_header
 
 
 def _label(cell: str, index: int, limits: ExtractionLimits) -> str:

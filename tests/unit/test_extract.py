@@ -14,6 +14,7 @@ from roomserver.errors import BadRequest
 from roomserver.library.extract import (
     ExtractionLimits,
     Page,
+    bounded_text_pages,
     extract_pages,
     extract_pdf,
     rejoin_lines,
@@ -300,3 +301,27 @@ async def test_text_kinds_run_under_the_child_memory_limit() -> None:
     assert info.value.code == "too_large" and "memory" in info.value.message
     assert (await extract_pages(b"small notes", FileKind.TEXT, limits))[0].text == "small notes"
 
+
+
+SMALL = ExtractionLimits(max_chars=400, max_rows=12, max_cells=300, max_label_chars=20, max_depth=5)
+CSVISH = st.text(alphabet=st.sampled_from(list('a,,,,,;"\n x>-([')), max_size=600)
+
+
+@given(CSVISH, st.sampled_from([FileKind.CSV, FileKind.MARKDOWN, FileKind.TEXT]))
+def test_output_never_passes_the_limits(text: str, kind: FileKind) -> None:
+    """Whatever the input, extraction answers text within the character cap or a typed refusal."""
+    try:
+        pages = bounded_text_pages(text.encode(), kind, SMALL)
+    except BadRequest as err:
+        assert err.code in {"too_large", "corrupt_csv"}, err.code
+        return
+    assert len(pages) == 1 and len(pages[0].text) <= SMALL.max_chars
+    if kind is FileKind.CSV:
+        assert pages[0].text.count("\n") < SMALL.max_rows
+
+
+def test_a_header_of_empty_labels_is_counted_too() -> None:
+    """Empty labels are named "column N", so a header alone can be longer than its file."""
+    with pytest.raises(BadRequest) as info:
+        bounded_text_pages(b"a" + b"," * 200 + b"\n", FileKind.CSV, SMALL)
+    assert info.value.code == "too_large" and info.value.details == {"max_chars": 400}
