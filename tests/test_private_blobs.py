@@ -10,6 +10,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -154,3 +155,26 @@ async def test_published_nft_content_is_still_served(client: httpx.AsyncClient, 
     response = await client.get(f"/ipfs/{cid}")
     assert response.status_code == 200 and response.content == b'{"name": "card"}'
     assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+async def test_a_ban_and_an_expired_share_stop_the_download(client: httpx.AsyncClient) -> None:
+    owner, member, guest = await sign_in(client), await sign_in(client), await sign_in(client)
+    content = notes()
+    doc = await ingest(client, owner, content, "ban.txt")
+    room = (await client.post("/api/v1/rooms", headers=owner.headers,
+                              json={"name": "Glycolysis", "room_type": "public"})).json()
+    await client.post(f"/api/v1/rooms/{room['id']}/join", headers=member.headers)
+    await client.post(f"/api/v1/documents/{doc['id']}/share", headers=owner.headers, json={"room_id": room["id"]})
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    await client.post(f"/api/v1/documents/{doc['id']}/share", headers=owner.headers,
+                      json={"user_id": guest.user_id, "expires_at": soon})
+    for reader in (member, guest):
+        assert (await download(client, doc, reader)).content == content
+    banned = await client.post(f"/api/v1/rooms/{room['id']}/bans", headers=owner.headers,
+                               json={"user_id": member.user_id})
+    assert banned.status_code == 201, banned.text
+    assert (await download(client, doc, member)).status_code == 404
+    await asyncio.sleep(2.5)
+    assert (await download(client, doc, guest)).status_code == 404
+    for who in (None, member, guest):
+        assert await ipfs_status(client, cid_for_bytes(content), who) == 404
