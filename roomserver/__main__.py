@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from roomserver.config import Settings, SettingsError, describe, help_lines, markdown_table
 
@@ -76,7 +77,6 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
     import uvicorn
 
     from roomserver.app import create_app
-    from roomserver.protocol import MAX_FRAME_BYTES
 
     print(f"roomserver listening on http://{settings.host}:{settings.port}", flush=True)
     if workers > 1:
@@ -87,14 +87,23 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
         with contextlib.ExitStack() as shared:
             env = _shared_parts(settings, shared)
             os.environ.update({"HOST": settings.host, "PORT": str(settings.port), **env})
-            uvicorn.run("roomserver.app:app_from_env", factory=True, host=settings.host,
-                        port=settings.port, workers=workers, ws=FAST_WS, ws_per_message_deflate=False,
-                        ws_max_size=MAX_FRAME_BYTES, log_level=settings.log_level,
-                        proxy_headers=False)
+            uvicorn.run("roomserver.app:app_from_env", factory=True, workers=workers,
+                        **_uvicorn_options(settings))
         return 0
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                ws=FAST_WS, ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES, log_level=settings.log_level, proxy_headers=False)
+    uvicorn.run(create_app(settings), **_uvicorn_options(settings))
     return 0
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What every `serve` process hands uvicorn: the frame-caching protocol without deflate,
+    the frame cap, and the keepalive pings."""
+    from roomserver.protocol import MAX_FRAME_BYTES
+
+    return {"host": settings.host, "port": settings.port, "ws": FAST_WS,
+            "ws_per_message_deflate": False, "ws_max_size": MAX_FRAME_BYTES,
+            "ws_ping_interval": settings.ws_ping_interval_seconds,
+            "ws_ping_timeout": settings.ws_ping_timeout_seconds,
+            "log_level": settings.log_level, "proxy_headers": False}
 
 
 def _shared_parts(settings: Settings, stack: contextlib.ExitStack) -> dict[str, str]:

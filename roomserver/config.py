@@ -103,6 +103,8 @@ class Settings:
     gate_recheck_seconds: int = Field(60, gt=0, description="how old a gated membership's last on-chain verification may get: members of token/NFT-gated rooms are re-verified at join, on REST reads once it is older, and by a sweep of all members this often")
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = Field("info", description="logging level: `critical`, `error`, `warning`, `info` or `debug`")
     ws_auth_timeout_seconds: int = Field(5, gt=0, description="how long a socket without a bearer subprotocol may take to send its `auth` frame")
+    ws_ping_interval_seconds: float = Field(20, gt=0, description="how often the server pings each socket (a socket that misses the pong for `WS_PING_TIMEOUT_SECONDS` is closed 1011)")
+    ws_ping_timeout_seconds: float = Field(20, gt=0, description="how long a ping may wait for its pong")
     ws_recovery_window: int = Field(1000, gt=0, description="most events `resume` replays; a larger gap answers `complete: false` (reload via REST)")
     ws_session_recheck_seconds: int = Field(30, gt=0, description="how often open sockets' sessions are re-checked (revoked or expired: closed 4105)")
     ws_chat_per_minute: int = Field(120, gt=0, description="durable socket frames (chat, reactions, shares, highlights, moderation) per user per minute")

@@ -46,7 +46,10 @@ def start_node(database_url: str, redis: RedisServer,
     base = {"DATABASE_URL": database_url, "REDIS_URL": redis.url,
             "PUBLIC_ORIGIN": f"http://127.0.0.1:{origin_port}",
             "PRESENCE_TTL_SECONDS": "3", "PRESENCE_LEAVE_GRACE_MS": "300",
-            "WS_CHAT_PER_MINUTE": "1000000", "LOG_LEVEL": "warning"}
+            "WS_CHAT_PER_MINUTE": "1000000", "LOG_LEVEL": "warning",
+            # a loaded box can take past the default 40 s of keepalive to flood the stalled
+            # reader; its cut must be the hub's slow-consumer close, not a missed pong
+            "WS_PING_INTERVAL_SECONDS": "600"}
     logs = tmp_path_factory.mktemp("logs")
     ports = iter([origin_port])  # the first node started serves the public origin
     with contextlib.ExitStack() as stack:
