@@ -106,6 +106,8 @@ class Settings:
     ws_ping_interval_seconds: float = Field(20, gt=0, description="how often the server pings each socket (a socket that misses the pong for `WS_PING_TIMEOUT_SECONDS` is closed 1011)")
     ws_ping_timeout_seconds: float = Field(20, gt=0, description="how long a ping may wait for its pong")
     ws_recovery_window: int = Field(1000, gt=0, description="most events `resume` replays; a larger gap answers `complete: false` (reload via REST)")
+    ws_resume_per_minute: int = Field(6, gt=0, description="`resume` frames one socket may send per minute (a burst of 3); over it: `error rate_limited`, counted toward the flood close (4004)")
+    ws_replay_max_bytes: int = Field(1 << 20, gt=0, description="most bytes one `resume` (or `?last_seq` connect) replays; a larger gap answers `complete: false` (reload via REST)")
     ws_session_recheck_seconds: int = Field(30, gt=0, description="how often open sockets' sessions are re-checked (revoked or expired: closed 4105)")
     ws_chat_per_minute: int = Field(120, gt=0, description="durable socket frames (chat, reactions, shares, highlights, moderation) per user per minute")
     ws_typing_per_minute: int = Field(120, gt=0, description="typing frames per user per minute")

@@ -7,8 +7,11 @@ an open socket. A client that authenticates with a first `auth` frame is accepte
 its refusals are an `error` frame then a close with the matching 41xx code.
 
 Per connection: handshaking -> joined -> closed. Frames are handled one at a time in
-arrival order; every refusal is a typed `error` frame and never closes the socket, except:
-a frame over 64 KiB (close 1009) and a rate-limit flood (close 4004).
+arrival order (so at most one `resume` replays at a time); every refusal is a typed `error`
+frame and never closes the socket, except: a frame over 64 KiB (close 1009) and a rate-limit
+flood (close 4004). Replays (`resume`, `?last_seq`) are limited per socket
+(WS_RESUME_PER_MINUTE, a burst of RESUME_BURST) and in bytes (WS_REPLAY_MAX_BYTES); a refused
+`resume` counts toward the flood close like any rate-limited frame.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ HOLD_MAX = 4096
 """Frames buffered for one socket while it recovers; past it the socket must resume again."""
 FLOOD_STRIKES = 20
 """Rate-limited frames (refilling one per second) a socket may send before it is closed 4004."""
+RESUME_BURST = 3
+"""`resume` frames a socket may send at once before WS_RESUME_PER_MINUTE paces them."""
 
 REFUSAL_CLOSE = {
     "banned": CloseCode.BANNED, "room_closed": CloseCode.ROOM_CLOSED,
@@ -213,6 +218,8 @@ class RoomSocket:
         self.outlet = SocketOutlet(send, scope.get("extensions", {}).get(WRITE_TEXT))
         self.phase = Phase.HANDSHAKING
         self.flood: RateLimiter | None = None  # made on the first refusal: most sockets never need one
+        per_minute = self.state.settings.ws_resume_per_minute
+        self.resumes = RateLimiter(per_minute / 60, min(RESUME_BURST, per_minute))
 
     async def run(self) -> None:
         try:
@@ -326,7 +333,9 @@ class RoomSocket:
         return True
 
     async def _replay(self, caller: Caller, last_seq: int) -> int:
-        """Send events after `last_seq` then `recovered`; returns the seq replayed up to."""
+        """Send events after `last_seq` then `recovered`; returns the seq replayed up to.
+        Raises RateLimited past the socket's replay budget."""
+        self.resumes.check("resume")
         replay = await self.realtime.replay(str(caller.room_id), last_seq)
         for text in replay.events:
             await self.outlet.send_now(text)

@@ -135,6 +135,7 @@ class RealtimeConfig:
     declared once, in `Settings` (`from_settings(Settings())` gives them)."""
 
     recovery_window: int
+    replay_max_bytes: int
     presence_ttl: float
     leave_grace: float
     session_recheck: float
@@ -145,7 +146,8 @@ class RealtimeConfig:
 
     @classmethod
     def from_settings(cls, s: Settings) -> RealtimeConfig:
-        return cls(recovery_window=s.ws_recovery_window, presence_ttl=float(s.presence_ttl_seconds),
+        return cls(recovery_window=s.ws_recovery_window, replay_max_bytes=s.ws_replay_max_bytes,
+                   presence_ttl=float(s.presence_ttl_seconds),
                    leave_grace=s.presence_leave_grace_ms / 1000,
                    session_recheck=float(s.ws_session_recheck_seconds),
                    chat_per_minute=s.ws_chat_per_minute, typing_per_minute=s.ws_typing_per_minute)
@@ -330,11 +332,15 @@ class Realtime:
     # ---- history for the edge ----
 
     async def replay(self, room_id: str, last_seq: int) -> Replay:
-        """The events after `last_seq` (when within the recovery window) and `recovered`."""
+        """The events after `last_seq` and `recovered`: complete only within the recovery
+        window (events) and `replay_max_bytes` (encoded bytes); otherwise nothing is replayed
+        (`complete: false`: the client reloads over REST)."""
         current = await self._history.current_seq(room_id)
         complete = last_seq <= current and current - last_seq <= self.config.recovery_window
         events = ([text for _, text in await self._history.fetch_range(room_id, last_seq, current)]
                   if complete else [])
+        if sum(len(text) for text in events) > self.config.replay_max_bytes:
+            complete, events = False, []
         recovered = Recovered(complete=complete, from_seq=min(last_seq, current), to_seq=current)
         return Replay(events, encode(recovered), current)
 
