@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from roomserver.config import Settings, SettingsError, describe, help_lines, markdown_table
+from roomserver.redact import redact_url
 
 FAST_WS = "roomserver.api.ws:FrameCachingProtocol"
 """uvicorn's websockets-sansio protocol, framing each fan-out message once (roomserver/api/ws.py)."""
@@ -116,12 +117,12 @@ def _shared_parts(settings: Settings, stack: contextlib.ExitStack) -> dict[str, 
         pg = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
         env["DATABASE_URL"] = pg.start()
         stack.callback(pg.stop)
-        print(f"database  embedded PostgreSQL + pgvector at {env['DATABASE_URL']}", flush=True)
+        print(f"database  embedded PostgreSQL + pgvector at {redact_url(env['DATABASE_URL'])}", flush=True)
     if not settings.solana_rpc_url:
         ledger = start_ledger(settings.data_dir.resolve() / "ledger")
         stack.callback(ledger.stop)
         env["SOLANA_RPC_URL"] = ledger.url
-        print(f"solana    local ledger at {ledger.url}", flush=True)
+        print(f"solana    local ledger at {redact_url(ledger.url)}", flush=True)
     return env
 
 

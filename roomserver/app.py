@@ -22,6 +22,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from roomserver import errors
 from roomserver.achievements import Achievements
@@ -56,6 +57,7 @@ from roomserver.realtime.broker import redis_client
 from roomserver.realtime.frames import Frames, Hooks, TutorHandler
 from roomserver.realtime.history import History
 from roomserver.realtime.node import Caller, FrameObserver, open_realtime
+from roomserver.redact import redact_library_logs, redact_url
 from roomserver.rooms import RoomService
 from roomserver.state import AppState
 from roomserver.store.blobstore import PRIVATE, PUBLIC, LocalBlobStore, split_legacy_layout
@@ -90,6 +92,7 @@ def all_endpoints() -> list[Endpoint]:
 
 def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starlette:
     """`embedder`: a loaded model the caller owns (tests share one); default: MiniLM, loaded in the background."""
+    redact_library_logs()
     endpoints = all_endpoints()
     spec = openapi.build(endpoints, title="roomserver", version=API_VERSION)
     endpoints += apidocs.endpoints(spec, asyncapi.build(version=API_VERSION))
@@ -105,6 +108,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starl
             yield {"rs": state}
 
     middleware = [
+        *proxy_headers(settings),
         Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                    allow_methods=["*"], allow_headers=["Authorization", "Content-Type"],
                    max_age=600),
@@ -123,6 +127,13 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starl
     )
 
 
+def proxy_headers(settings: Settings) -> list[Middleware]:
+    """uvicorn's X-Forwarded-For/-Proto handling, believed only from FORWARDED_ALLOW_IPS
+    (uvicorn itself runs with proxy_headers=False); none when that is empty."""
+    trusted = [part.strip() for part in settings.forwarded_allow_ips.split(",") if part.strip()]
+    return [Middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)] if trusted else []
+
+
 async def build_state(settings: Settings, stack: AsyncExitStack,
                       embedder: Embedder | None = None) -> AppState:
     """Open every resource the app needs; `stack` closes them in reverse order."""
@@ -134,7 +145,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         pg = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
         dsn = pg.start()
         stack.callback(pg.stop)
-        modes["database"] = f"embedded PostgreSQL + pgvector on 127.0.0.1:{pg.port} ({pg.pgdata})"
+        modes["database"] = f"embedded PostgreSQL + pgvector on a Unix socket in {pg.socket_dir} ({pg.pgdata})"
     await migrate(dsn)
     pool = await create_pool(dsn)
     stack.push_async_callback(pool.close)
@@ -172,7 +183,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
 
     async def solana_health() -> dict[str, Any]:
         healthy = await chain.health()
-        detail: dict[str, Any] = {"url": rpc_url}
+        detail: dict[str, Any] = {"url": redact_url(rpc_url)}
         if state.rechecker is not None:
             detail["recheck"] = asdict(state.rechecker.stats)
         return {"ok": healthy, "detail": detail}
@@ -311,7 +322,7 @@ async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str
     """The one chain reader: SOLANA_RPC_URL, or a local ledger started (and stopped) with the app."""
     url = settings.solana_rpc_url
     if url:
-        modes["solana"] = f"RPC at {url} (chain {settings.solana_chain_id})"
+        modes["solana"] = f"RPC at {redact_url(url)} (chain {settings.solana_chain_id})"
     else:
         ledger_dir = settings.data_dir.resolve() / "ledger"
         ledger = start_ledger(ledger_dir)

@@ -29,3 +29,13 @@ async def sign_in(http: httpx.AsyncClient, wallet: Wallet | None = None) -> Sign
     assert verified.status_code == 200, verified.text
     body = verified.json()
     return SignedInUser(wallet=wallet, token=body["token"], user_id=body["user"]["id"])
+
+
+OPERATOR_TOKEN = "operator-token-for-tests"
+"""OPERATOR_TOKEN of the test servers (tests/conftest.py `settings`, tests/test_multinode.py)."""
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+async def health_detail(http: httpx.AsyncClient, base: str = "") -> httpx.Response:
+    """`GET /health/detail` as the operator: every component's state (200 ok, 503 degraded)."""
+    return await http.get(f"{base}/health/detail", headers=OPERATOR)

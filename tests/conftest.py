@@ -14,6 +14,7 @@ from roomserver.config import Settings
 from roomserver.store.migrations import migrate
 from roomserver.store.pgembed import EmbeddedPostgres
 from roomserver.store.ports import free_port
+from tests.clients import OPERATOR_TOKEN
 
 # The service fixtures, for every test module without importing them: Postgres and the app are
 # defined here; Redis, the ledger, the model, the Anthropic stand-in and the library app in their
@@ -64,6 +65,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         port=port,
         public_origin=f"http://127.0.0.1:{port}",
         rate_limit_per_minute=100_000,
+        operator_token=OPERATOR_TOKEN,
     )
 
 

@@ -27,7 +27,7 @@ from roomserver.errors import CloseCode
 from roomserver.identity.wallet import Wallet
 from roomserver.ledger.process import LedgerProcess, start_ledger
 from roomserver.store.ports import free_port
-from tests.clients import SignedInUser, sign_in
+from tests.clients import SignedInUser, health_detail, sign_in
 from tests.ws_client import RoomClient, ws_url
 
 RECHECK_SECONDS = 1
@@ -214,7 +214,7 @@ async def test_ledger_down_fails_new_joins_closed_and_health_shows_it(
                          min_token_amount=5)).json()
     public = (await create(http, owner, room_type="public")).json()
     assert (await join(http, member, room["id"])).status_code == 200
-    healthy = (await http.get("/health")).json()
+    healthy = (await health_detail(http)).json()
     assert healthy["components"]["solana"]["ok"] is True
 
     chain.process.stop()
@@ -224,7 +224,7 @@ async def test_ledger_down_fails_new_joins_closed_and_health_shows_it(
         creating = error(await create(http, owner, room_type="nft_gated",
                                       access_nft_collection=str(mint)), 503)
         assert creating["code"] == "gating_unavailable"
-        health = await http.get("/health")
+        health = await health_detail(http)
         assert health.status_code == 503
         assert health.json()["components"]["solana"]["ok"] is False
         again = await join(http, member, room["id"])  # a member is confirmed without the ledger
@@ -233,7 +233,7 @@ async def test_ledger_down_fails_new_joins_closed_and_health_shows_it(
     finally:
         chain.restart()
 
-    assert (await http.get("/health")).json()["components"]["solana"]["ok"] is True
+    assert (await health_detail(http)).json()["components"]["solana"]["ok"] is True
     assert (await join(http, newcomer, room["id"])).status_code == 200, "the restarted ledger kept the mint"
 
 
@@ -268,7 +268,7 @@ async def test_a_member_who_transfers_their_nft_away_is_closed_4106_and_the_buye
         await selling.close()
     participants = await http.get(f"/api/v1/rooms/{room['id']}/participants", headers=owner.user.headers)
     assert {p["user_id"] for p in participants.json()["participants"]} == {owner.user.user_id, buyer.user.user_id}
-    recheck = (await http.get("/health")).json()["components"]["solana"]["detail"]["recheck"]
+    recheck = (await health_detail(http)).json()["components"]["solana"]["detail"]["recheck"]
     assert recheck["removed"] >= 1
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from roomserver.protocol import DURABLE_TYPES
 from roomserver.store.ports import free_port
-from tests.clients import SignedInUser, sign_in
+from tests.clients import OPERATOR_TOKEN, SignedInUser, health_detail, sign_in
 from tests.redis_fixtures import RedisServer
 from tests.servers import run_process
 from tests.ws_client import RoomClient, create_room
@@ -49,7 +49,7 @@ def start_node(database_url: str, redis: RedisServer,
             "WS_CHAT_PER_MINUTE": "1000000", "LOG_LEVEL": "warning",
             # a loaded box can take past the default 40 s of keepalive to flood the stalled
             # reader; its cut must be the hub's slow-consumer close, not a missed pong
-            "WS_PING_INTERVAL_SECONDS": "600"}
+            "WS_PING_INTERVAL_SECONDS": "600", "OPERATOR_TOKEN": OPERATOR_TOKEN}
     logs = tmp_path_factory.mktemp("logs")
     ports = iter([origin_port])  # the first node started serves the public origin
     with contextlib.ExitStack() as stack:
@@ -133,7 +133,7 @@ async def test_fanout_survives_client_kill_and_redis_restart(api: httpx.AsyncCli
         async with httpx.AsyncClient(timeout=10) as http:
             for url in (nodes["a"], nodes["b"]):
                 for _ in range(100):
-                    health = await http.get(f"{url}/health")
+                    health = await health_detail(http, url)
                     if health.status_code == 503:
                         break
                     await asyncio.sleep(0.1)
@@ -142,7 +142,7 @@ async def test_fanout_survives_client_kill_and_redis_restart(api: httpx.AsyncCli
             redis.start()
             for url in (nodes["a"], nodes["b"]):
                 for _ in range(150):
-                    if (await http.get(f"{url}/health")).json()["components"]["redis"]["ok"]:
+                    if (await health_detail(http, url)).json()["components"]["redis"]["ok"]:
                         break
                     await asyncio.sleep(0.1)
                 else:

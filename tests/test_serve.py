@@ -11,12 +11,13 @@ from pathlib import Path
 import httpx
 
 from roomserver.store.ports import free_port
+from tests.clients import OPERATOR, OPERATOR_TOKEN
 from tests.servers import wait_healthy
 
 
 def test_serve_with_no_environment(tmp_path: Path) -> None:
     port = free_port()
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "OPERATOR_TOKEN": OPERATOR_TOKEN}
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "roomserver", "serve", "--port", str(port)],
@@ -26,7 +27,10 @@ def test_serve_with_no_environment(tmp_path: Path) -> None:
             wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120)
             health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10)
             assert health.status_code == 200, health.text
-            body = health.json()
+            assert health.json() == {"status": "ok"}  # nothing else for anonymous callers
+            detail = httpx.get(f"http://127.0.0.1:{port}/health/detail", headers=OPERATOR, timeout=10)
+            assert detail.status_code == 200, detail.text
+            body = detail.json()
             assert body["status"] == "ok"
             assert all(c["ok"] for c in body["components"].values()), body
             assert "embedded" in body["components"]["database"]["mode"]
@@ -35,6 +39,8 @@ def test_serve_with_no_environment(tmp_path: Path) -> None:
             proc.wait(timeout=30)
     output = log.read_text()
     assert "embedded PostgreSQL" in output, output
+    password = (tmp_path / "data" / "postgres" / "password").read_text().strip()
+    assert password not in output and password not in detail.text  # neither printed nor shown
     assert (tmp_path / "data" / "postgres" / "pgdata" / "PG_VERSION").exists()
     # the embedded server was stopped with the app
     assert not (tmp_path / "data" / "postgres" / "pgdata" / "postmaster.pid").exists(), output

@@ -373,3 +373,26 @@ async def _state(tutor: TutorService, thread_id: uuid.UUID) -> dict[str, Any]:
     from roomserver.tutor import store
 
     return await store.last_state(tutor.pool, thread_id)
+
+
+async def test_streamed_deltas_are_sanitised_like_the_stored_answer(
+        make_tutor: Any, world: dict[str, Any], fake: FakeAnthropic) -> None:
+    """A link, an image and a URL split across deltas never reach the room, streamed or stored."""
+    tutor, frames = make_tutor()
+    fake.script(Reply(["Read ", "[the notes](java", "script:alert(1)) then ", "![px](https://evil.example/",
+                       "p.gif) at http", "s://evil.example/x?k=1 now"]))
+    answer = await tutor.ask(Question(world["room"], world["student"], QUESTION))
+    done = await finished(answer)
+    deltas = frames.answer(world["room"], answer.id)[1:-1]
+    assert deltas and not any("evil" in f.text or "script" in f.text for f in deltas)
+    assert "".join(f.text for f in deltas).strip() == done.text == "Read the notes) then  at (link removed) now"
+
+
+async def test_a_failed_answer_shows_its_partial_text_sanitised(
+        make_tutor: Any, world: dict[str, Any], fake: FakeAnthropic) -> None:
+    tutor, frames = make_tutor()
+    fake.script(MidStreamError(["See https://evil.example/", "?k=1 and "]))
+    answer = await tutor.ask(Question(world["room"], world["student"], QUESTION))
+    done = await finished(answer)
+    assert done.error == "tutor_unavailable"
+    assert "evil" not in done.text and all("evil" not in f.text for f in frames.answer(world["room"], answer.id))

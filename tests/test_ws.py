@@ -16,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from roomserver.config import Settings
 from roomserver.store.ports import free_port
-from tests.clients import sign_in
+from tests.clients import OPERATOR_TOKEN, health_detail, sign_in
 from tests.library_fixtures import ingest
 from tests.ws_client import RoomClient, create_room, ws_url
 
@@ -28,7 +28,7 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         {}, database_url=database_url, data_dir=Path(tmp_path_factory.mktemp("data")), port=port,
         public_origin=f"http://127.0.0.1:{port}", rate_limit_per_minute=100_000,
         ws_recovery_window=20, ws_session_recheck_seconds=1, ws_chat_per_minute=600,
-        ws_auth_timeout_seconds=1, presence_leave_grace_ms=300,
+        ws_auth_timeout_seconds=1, presence_leave_grace_ms=300, operator_token=OPERATOR_TOKEN,
     )
 
 
@@ -288,7 +288,7 @@ async def test_rate_limit_then_flood_close(http: httpx.AsyncClient, base_url: st
 
 
 async def test_health_reports_the_broker(http: httpx.AsyncClient) -> None:
-    health = (await http.get("/health")).json()
+    health = (await health_detail(http)).json()
     assert health["components"]["redis"]["ok"] is True
     assert "in-memory" in health["components"]["redis"]["mode"]
 

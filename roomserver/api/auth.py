@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from roomserver.api.guard import app_state, require_user
-from roomserver.api.http import Endpoint, client_ip, read_body, reply
+from roomserver.api.http import Endpoint, client_ip, client_key, read_body, reply
 from roomserver.identity import users
 from roomserver.identity.signin import SignIn
 
@@ -81,7 +81,7 @@ def _signin(request: Request) -> SignIn:
 
 async def challenge(request: Request) -> Response:
     state = app_state(request)
-    state.ip_limiter.check(client_ip(request))
+    state.ip_limiter.check(client_key(request))
     body = await read_body(request, ChallengeRequest)
     issued = await _signin(request).challenge(body.address)
     return reply(ChallengeResponse(nonce=issued.nonce, message=issued.message,
@@ -91,7 +91,7 @@ async def challenge(request: Request) -> Response:
 
 async def verify(request: Request) -> Response:
     state = app_state(request)
-    state.ip_limiter.check(client_ip(request))
+    state.ip_limiter.check(client_key(request))
     body = await read_body(request, VerifyRequest)
     done = await _signin(request).verify(body.public_key, body.message, body.signature,
                                          ip=client_ip(request),

@@ -10,6 +10,7 @@ session, no handler (the `authenticate` given to `routes` answers 401, and its s
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -176,4 +177,24 @@ def bearer_token(conn: HTTPConnection) -> str | None:
 
 
 def client_ip(conn: HTTPConnection) -> str:
+    """The client's address: the peer's, or a trusted proxy's X-Forwarded-For (FORWARDED_ALLOW_IPS)."""
     return conn.client.host if conn.client else "unknown"
+
+
+def client_key(conn: HTTPConnection) -> str:
+    """The per-IP rate-limit key of the caller: `ip_key(client_ip(conn))`."""
+    return ip_key(client_ip(conn))
+
+
+def ip_key(address: str) -> str:
+    """An IPv4 address as itself; IPv6 by its /64 (one subscriber's allocation, so rotating
+    through it buys no fresh budget); an IPv4-mapped IPv6 address as the IPv4 one."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)

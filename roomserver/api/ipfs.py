@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 
 from roomserver.api.guard import app_state
-from roomserver.api.http import Endpoint, client_ip
+from roomserver.api.http import Endpoint, client_key
 from roomserver.store.cid import parse_cid
 
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -26,7 +26,7 @@ SAFE_HEADERS = {
 
 async def get_blob(request: Request) -> Response:
     state = app_state(request)
-    state.ip_limiter.check(client_ip(request))
+    state.ip_limiter.check(client_key(request))
     cid = request.path_params["cid"]
     parse_cid(cid)  # 400 invalid_cid
     content_type = await state.public_blobs.content_type(cid)  # 404 blob_not_found

@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
-from roomserver.api.http import Endpoint, client_ip, read_body, reply
+from roomserver.api.http import Endpoint, client_key, read_body, reply
 from roomserver.nft.minting import NftService
 from roomserver.nft.models import (
     CollectionDetail,
@@ -49,7 +49,7 @@ async def confirm(request: Request) -> Response:
 
 
 def _public(request: Request) -> None:
-    app_state(request).ip_limiter.check(client_ip(request))
+    app_state(request).ip_limiter.check(client_key(request))
 
 
 async def list_collections(request: Request) -> Response:

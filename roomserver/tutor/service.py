@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from roomserver.tutor import prompts, store
 from roomserver.tutor.budgets import Budgets, Slot
 from roomserver.tutor.claude import ClaudeBackend, Usage, make_client
 from roomserver.tutor.offline import OfflineTutor, pieces, source_of, sources_from_state
+from roomserver.tutor.sanitize import StreamSanitizer, sanitize
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +73,10 @@ class Answer:
     index: int = 0
     task: asyncio.Task[None] | None = None
     cancelled_by_asker: bool = False
+    cleaner: StreamSanitizer = field(default_factory=StreamSanitizer)
+    """Every delta goes through it: the room sees only `sanitize`d text (tutor/sanitize.py)."""
     finished: asyncio.Future[SocraticResponse] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_LINK = re.compile(r"\[([^\]]*)\]\(\s*[a-zA-Z][\w+.-]*:[^)]*\)")
-_URL = re.compile(r"\b(?:https?|ftp|file|data|javascript):(?://)?[^\s)>\]]+", re.IGNORECASE)
-
-
-def sanitize(text: str) -> str:
-    """No images and no links in a stored answer: image markdown goes, links keep their text."""
-    text = _IMAGE.sub("", text)
-    text = _LINK.sub(r"\1", text)
-    return _URL.sub("(link removed)", text)
 
 
 class TutorService:
@@ -208,7 +198,8 @@ class TutorService:
         messages = [*history, {"role": "user", "content": prompts.user_turn(q.text, passages)}]
         async for piece in self.claude.stream(prompts.SYSTEM_PROMPT, messages, usage):
             parts.append(piece)
-            await self._send(answer, piece)
+            await self._delta(answer, piece)
+        await self._delta(answer, None)
         return sources
 
     async def _answer_offline(self, answer: Answer, parts: list[str]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -219,7 +210,8 @@ class TutorService:
         await self._send(answer, "", start=True, sources=sources)
         for piece in pieces(reply.text):
             parts.append(piece)
-            await self._send(answer, piece)
+            await self._delta(answer, piece)
+        await self._delta(answer, None)
         return sources, reply.state
 
     async def _store(self, q: Question, text: str, metadata: dict[str, Any]) -> Stored:
@@ -233,12 +225,12 @@ class TutorService:
                     parts: list[str], usage: Usage) -> None:
         status = "cancelled" if code == "cancelled" else "failed"
         try:
-            await store.finish_turn(self.pool, turn_id, status=status, answer="".join(parts) or None,
+            await store.finish_turn(self.pool, turn_id, status=status, answer=sanitize("".join(parts)) or None,
                                     sources=[], state={}, input_tokens=usage.input_tokens,
                                     output_tokens=usage.output_tokens)
         except Exception:
             log.exception("could not record the end of tutor turn %s", turn_id)
-        await self._finish(answer, text="".join(parts), error=code, detail=detail)
+        await self._finish(answer, text=sanitize("".join(parts)), error=code, detail=detail)
 
     # ---- frames ----
 
@@ -249,6 +241,12 @@ class TutorService:
                                  mode=answer.mode, **fields)  # type: ignore[arg-type]
         answer.index += 1
         return frame
+
+    async def _delta(self, answer: Answer, piece: str | None) -> None:
+        """The model's next piece (None: the end) to the room, through the answer's sanitizer."""
+        clean = answer.cleaner.flush() if piece is None else answer.cleaner.feed(piece)
+        if clean:
+            await self._send(answer, clean)
 
     async def _send(self, answer: Answer, text: str, *, start: bool = False,
                     sources: list[dict[str, Any]] | None = None) -> None:
