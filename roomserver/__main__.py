@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from roomserver.config import Settings, SettingsError, describe, help_lines, markdown_table
-from roomserver.redact import redact_url
+from roomserver.redact import redact_text, redact_url
 
 FAST_WS = "roomserver.api.ws:FrameCachingProtocol"
 """uvicorn's websockets-sansio protocol, framing each fan-out message once (roomserver/api/ws.py)."""
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "settings":
-        print("\n".join(describe(settings)))
+        print("\n".join(redact_text(line) for line in describe(settings)))  # URLs: scheme://host:port
         return 0
     return 2
 

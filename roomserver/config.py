@@ -24,8 +24,6 @@ from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, ValidationEr
 from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
-from roomserver.redact import redact_url
-
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 MintMode = Literal["wallet", "sponsored"]
 ENV_FILE = ".env"
@@ -236,9 +234,5 @@ def describe(settings: Settings) -> list[str]:
     for name, var in FIELDS.items():
         value = getattr(settings, name)
         hidden = isinstance(value, SecretStr) or (not _info(name).repr and bool(value))
-        if hidden:
-            value = "**********"
-        elif isinstance(value, str) and "://" in value:
-            value = redact_url(value)
-        lines.append(f"{var}={value}")
+        lines.append(f"{var}={'**********' if hidden else value}")
     return lines

@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 
 from roomserver.store.ports import free_port
-from tests.clients import sign_in
+from tests.clients import OPERATOR_TOKEN, health_detail, sign_in
 from tests.library_fixtures import ingest, search
 from tests.servers import run_process
 
@@ -47,11 +47,11 @@ async def test_without_the_embeddings_extra_the_library_is_lexical_only(
     port = free_port()
     env = {"DATABASE_URL": database_url, "DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": path,
            "PUBLIC_ORIGIN": f"http://127.0.0.1:{port}", "RATE_LIMIT_PER_MINUTE": "100000",
-           "EMBEDDINGS_PRELOAD": "true", "LOG_LEVEL": "warning"}
+           "EMBEDDINGS_PRELOAD": "true", "LOG_LEVEL": "warning", "OPERATOR_TOKEN": OPERATOR_TOKEN}
     word = f"zircon{uuid.uuid4().hex[:6]}"
     with run_process(env, port=port, log=tmp_path / "server.log") as (url, _):
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            health = (await http.get("/health")).json()
+            health = (await health_detail(http)).json()
             library = health["components"]["library"]
             assert library["ok"] is True and library["detail"]["search"] == "lexical"
             assert library["detail"]["embedding_model"] is None

@@ -70,6 +70,7 @@ from roomserver.realtime.broker import (
 from roomserver.realtime.history import Author, History, RowWriter, Written
 from roomserver.realtime.hub import Connection, Hub
 from roomserver.realtime.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
+from roomserver.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -593,7 +594,7 @@ async def open_realtime(settings: Settings, stack: AsyncExitStack, history: Hist
         client = redis_client(settings.redis_url)
         stack.push_async_callback(client.aclose)
         store = RedisPresence(client, ttl=config.presence_ttl)
-        modes["redis"] = f"Redis pub/sub + presence at {_redact(settings.redis_url)}"
+        modes["redis"] = f"Redis pub/sub + presence at {redact_url(settings.redis_url)}"
     else:
         broker, store = MemoryBroker(), MemoryPresence(ttl=config.presence_ttl)
         modes["redis"] = "in-memory broker and presence (single node; set REDIS_URL for several)"
@@ -602,8 +603,3 @@ async def open_realtime(settings: Settings, stack: AsyncExitStack, history: Hist
     await realtime.start()
     stack.push_async_callback(realtime.close)
     return realtime
-
-
-def _redact(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.rsplit('@', 1)[-1]}"

@@ -24,6 +24,7 @@ from roomserver.library.embeddings import Embedder
 from roomserver.protocol import SocraticCancel, SocraticQuery
 from roomserver.realtime.frames import TutorHandler
 from roomserver.realtime.node import Caller, Realtime
+from roomserver.redact import redact_url
 from roomserver.tutor.service import Question, Stored, TutorService
 from roomserver.values import as_uuid
 
@@ -67,6 +68,6 @@ def open_tutor(settings: Settings, stack: AsyncExitStack, pool: asyncpg.Pool, em
     tutor = TutorService(settings, pool, embedder, emit=link.emit, store_final=link.store_final)
     link.tutor = tutor
     stack.push_async_callback(tutor.close)
-    modes["tutor"] = (f"Claude ({settings.tutor_model}) at {settings.anthropic_base_url or 'api.anthropic.com'}"
+    modes["tutor"] = (f"Claude ({settings.tutor_model}) at {redact_url(settings.anthropic_base_url) or 'api.anthropic.com'}"
                       if tutor.claude else "offline (no ANTHROPIC_API_KEY): retrieval-grounded Socratic flow")
     return tutor, link.handle

@@ -8,7 +8,7 @@ from solders.pubkey import Pubkey
 
 from roomserver.chain.rpc import ChainReader
 from roomserver.errors import Unavailable
-from roomserver.store.pgembed import free_port
+from roomserver.store.ports import free_port
 
 
 async def test_an_unreachable_node_is_unavailable() -> None:
