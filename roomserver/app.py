@@ -52,7 +52,7 @@ from roomserver.library.ingest import Ingestor
 from roomserver.library.search import vector_census
 from roomserver.nft import minting as nft
 from roomserver.protocol import Achievement, HighlightCreate
-from roomserver.ratelimit import RateLimiter
+from roomserver.ratelimit import RateLimiter, Slots
 from roomserver.realtime.broker import redis_client
 from roomserver.realtime.frames import Frames, Hooks, TutorHandler
 from roomserver.realtime.history import History
@@ -158,6 +158,8 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         sessions=SessionStore(pool, timedelta(seconds=settings.session_ttl_seconds)),
         user_limiter=RateLimiter(rate=per_second, burst=max(10, settings.rate_limit_per_minute // 4)),
         ip_limiter=RateLimiter(rate=per_second * 4, burst=max(40, settings.rate_limit_per_minute)),
+        user_sockets=Slots(settings.ws_sockets_per_user, code="too_many_sockets", what="sockets of this user"),
+        ip_sockets=Slots(settings.ws_sockets_per_ip, code="too_many_sockets", what="sockets from this address"),
         modes=modes,
     )
     start_signin(state, stack)

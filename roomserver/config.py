@@ -113,6 +113,8 @@ class Settings:
     ws_session_recheck_seconds: int = Field(30, gt=0, description="how often open sockets' sessions are re-checked (revoked or expired: closed 4105)")
     ws_chat_per_minute: int = Field(120, gt=0, description="durable socket frames (chat, reactions, shares, highlights, moderation) per user per minute")
     ws_typing_per_minute: int = Field(120, gt=0, description="typing frames per user per minute")
+    ws_sockets_per_user: int = Field(16, gt=0, description="open sockets one user may hold on one node; past it 429 `too_many_sockets` before accept, or close 4005 after an `auth` frame")
+    ws_sockets_per_ip: int = Field(256, gt=0, description="open sockets one client IP (IPv6: one /64) may hold on one node, signed in or not; past it 429 `too_many_sockets` before accept")
     embeddings_preload: Flag = Field(True, description="load the embedding model at start-up in the background; `false`: on first use (saves ~300 MB on nodes that never embed)")
     record_rooms: str = Field("", description="opt-in traffic recording for load tests (docs/loadtests.md): comma-separated room ids, or `*` for all; users pseudonymised; empty: off")
     record_dir: str = Field("", description="where recordings are written; empty: `DATA_DIR/recordings`")

@@ -111,6 +111,7 @@ class CloseCode(IntEnum):
     INSUFFICIENT_STATE = 4002
     NO_PONG = 4003
     FLOOD = 4004
+    TOO_MANY_SOCKETS = 4005
     # do not reconnect
     UNAUTHORIZED = 4100
     FORBIDDEN = 4101

@@ -1,4 +1,5 @@
-"""Token buckets keyed by anything hashable (user id, IP, (user, frame kind), ...).
+"""Token buckets keyed by anything hashable (user id, IP, (user, frame kind), ...), and caps on
+what is held at once per key (`Slots`: open sockets per user, per IP).
 
 `RateLimiter(rate, burst)`: each key holds up to `burst` tokens, refilled at `rate` tokens
 per second; a check spends one. Memory is bounded: buckets that have refilled completely
@@ -69,3 +70,41 @@ class RateLimiter:
             if tokens + (now - at) * self.rate < self.burst:
                 break
             del buckets[key]
+
+
+class Slot:
+    """One held place of a `Slots`; `release()` gives it back (once; later calls do nothing)."""
+
+    def __init__(self, slots: Slots, key: Hashable) -> None:
+        self._slots: Slots | None = slots
+        self._key = key
+
+    def release(self) -> None:
+        if self._slots is not None:
+            self._slots._release(self._key)
+            self._slots = None
+
+
+class Slots:
+    """At most `limit` places held at once per key; `claim` raises RateLimited(code) past it.
+    Memory: one count per key holding any."""
+
+    def __init__(self, limit: int, *, code: str, what: str, retry_after: float = 5.0) -> None:
+        self.limit, self.code, self.what, self.retry_after = limit, code, what, retry_after
+        self._held: dict[Hashable, int] = {}
+
+    def held(self, key: Hashable) -> int:
+        return self._held.get(key, 0)
+
+    def claim(self, key: Hashable) -> Slot:
+        count = self._held.get(key, 0)
+        if count >= self.limit:
+            raise RateLimited(f"too many open {self.what} (at most {self.limit})", code=self.code,
+                              retry_after=self.retry_after, details={"limit": self.limit})
+        self._held[key] = count + 1
+        return Slot(self, key)
+
+    def _release(self, key: Hashable) -> None:
+        count = self._held.pop(key, 0) - 1
+        if count > 0:
+            self._held[key] = count

@@ -20,7 +20,7 @@ from roomserver.library.embeddings import Embedder
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
 from roomserver.nft.minting import NftService
-from roomserver.ratelimit import RateLimiter
+from roomserver.ratelimit import RateLimiter, Slots
 from roomserver.realtime.frames import Frames
 from roomserver.realtime.node import Realtime
 from roomserver.rooms import RoomService
@@ -37,6 +37,10 @@ class AppState:
     sessions: SessionStore
     user_limiter: RateLimiter
     ip_limiter: RateLimiter
+    user_sockets: Slots
+    """Open sockets per user on this node (WS_SOCKETS_PER_USER)."""
+    ip_sockets: Slots
+    """Open sockets per client IP key on this node (WS_SOCKETS_PER_IP)."""
     modes: dict[str, str] = field(default_factory=dict)
     signin: SignIn = field(init=False)
     purger: Purger | None = None

@@ -64,7 +64,8 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
         data_dir=Path(tmp_path_factory.mktemp("data")),
         port=port,
         public_origin=f"http://127.0.0.1:{port}",
-        rate_limit_per_minute=100_000,
+        rate_limit_per_minute=100_000,  # limits and caps lifted; tests of them set their own
+        ws_sockets_per_ip=100_000,
         operator_token=OPERATOR_TOKEN,
     )
 

@@ -6,6 +6,7 @@ import asyncio
 import base64
 
 import httpx
+import pytest
 
 from roomserver.identity.wallet import Wallet
 from tests.clients import sign_in
@@ -173,3 +174,23 @@ async def test_openapi_and_docs(http: httpx.AsyncClient) -> None:
     assert set(schema["required"]) == {"public_key", "message", "signature"}
     page = await http.get("/docs")
     assert page.status_code == 200 and "openapi.json" in page.text
+
+
+@pytest.mark.parametrize("avatar", ["javascript:alert(1)", "JavaScript:alert(1)", "data:text/html,<script>",
+                                    "data:image/svg+xml,<svg onload=alert(1)>", "//evil.example/a.png",
+                                    "file:///etc/passwd", "https://", "https://ok.example/a b.png", "vbscript:x"])
+async def test_avatar_url_must_be_http_or_https(http: httpx.AsyncClient, avatar: str) -> None:
+    user = await sign_in(http)
+    refused = await http.patch("/api/v1/users/profile", json={"avatar_url": avatar}, headers=user.headers)
+    assert refused.status_code == 400, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "validation_error"
+    assert [e["field"] for e in error["details"]["errors"]] == ["avatar_url"]
+    assert (await http.get("/api/v1/users/profile", headers=user.headers)).json()["avatar_url"] is None
+
+
+async def test_an_https_avatar_is_kept(http: httpx.AsyncClient) -> None:
+    user = await sign_in(http)
+    url = "https://images.example/u/1.png?size=64"
+    answer = await http.patch("/api/v1/users/profile", json={"avatar_url": url}, headers=user.headers)
+    assert answer.status_code == 200 and answer.json()["avatar_url"] == url

@@ -57,8 +57,9 @@ async def test_signed_in_users_are_charged_to_themselves_and_failed_auth_to_the_
         assert refused.json()["error"]["details"]["retry_after"] > 0
         assert int(refused.headers["Retry-After"]) >= 1
         assert (await crowd.get("/api/v1/users/profile", headers=users[0].headers)).status_code == 200
-        challenge = await crowd.post("/api/v1/auth/siws/challenge", json={"address": users[0].wallet.address})
-        assert challenge.status_code == 429  # signing in is unauthenticated work: the address pays
+        challenges = [await crowd.post("/api/v1/auth/siws/challenge", json={"address": users[0].wallet.address})
+                      for _ in range(10)]  # (the address refills 4 a second)
+        assert 429 in [c.status_code for c in challenges]  # signing in is unauthenticated work: the address pays
         newcomer = await sign_in(other)  # another address keeps its own budget
         assert (await other.get("/api/v1/users/profile", headers=newcomer.headers)).status_code == 200
 

@@ -403,3 +403,18 @@ async def test_rooms_endpoints_are_in_openapi(http: httpx.AsyncClient) -> None:
     assert {"name", "room_type", "access_token_mint", "min_token_amount"} <= set(create_schema["properties"])
     assert create_schema["required"] == ["name", "room_type"]
     assert "Room" in spec["components"]["schemas"]
+
+
+async def test_wallet_addresses_are_shown_to_members_only(http: httpx.AsyncClient) -> None:
+    owner, member, outsider = [await sign_in(http) for _ in range(3)]
+    room = await create(http, owner)
+    assert (await join(http, member, room["id"])).status_code == 200
+    url = f"/api/v1/rooms/{room['id']}/participants"
+    seen = (await http.get(url, headers=member.headers)).json()["participants"]
+    assert {p["wallet_address"] for p in seen} == {owner.wallet.address, member.wallet.address}
+    public = await http.get(url, headers=outsider.headers)
+    assert public.status_code == 200
+    people = public.json()["participants"]
+    assert {p["user_id"] for p in people} == {owner.user_id, member.user_id}
+    assert all(p["wallet_address"] is None for p in people)
+    assert owner.wallet.address not in public.text and member.wallet.address not in public.text

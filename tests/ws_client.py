@@ -33,10 +33,13 @@ class RoomClient:
 
     @classmethod
     async def open(cls, base_url: str, user: SignedInUser, room_id: str, *,
-                   origin: str | None = None, **query: Any) -> RoomClient:
+                   origin: str | None = None, local_addr: tuple[str, int] | None = None,
+                   **query: Any) -> RoomClient:
+        """`local_addr`: connect from that address (any of 127.0.0.0/8 reaches the server)."""
+        extra = {} if local_addr is None else {"local_addr": local_addr}
         conn = await connect(ws_url(base_url, room_id, **query),
                              subprotocols=["roomserver.v1", f"bearer.{user.token}"],  # type: ignore[list-item]
-                             origin=origin, compression=None, max_size=None, open_timeout=10)  # type: ignore[arg-type]
+                             origin=origin, compression=None, max_size=None, open_timeout=10, **extra)  # type: ignore[arg-type]
         client = cls(conn)
         welcome = await client.next()
         assert welcome["type"] == "welcome", welcome

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -52,8 +53,21 @@ class ProfileUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str | None = Field(None, min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
     display_name: str | None = Field(None, max_length=64)
-    avatar_url: str | None = Field(None, max_length=500)
+    avatar_url: str | None = Field(None, max_length=500, description="an absolute https: or http: URL")
     bio: str | None = Field(None, max_length=1000)
+
+    @field_validator("avatar_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        """Only http(s) images: `javascript:`, `data:` and other schemes are refused
+        (clients put this in `src`/`href`)."""
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("https", "http") or not parts.hostname or not value.isprintable() \
+                or any(ch.isspace() for ch in value):
+            raise ValueError("avatar_url must be an absolute https: or http: URL")
+        return value
 
 
 class Disconnected(BaseModel):

@@ -6,10 +6,16 @@ are HTTP denial responses with the JSON error body of the REST API, so a browser
 an open socket. A client that authenticates with a first `auth` frame is accepted first;
 its refusals are an `error` frame then a close with the matching 41xx code.
 
+Every handshake is charged to the client IP's bucket (IPv6 by /64) before anything else is
+read, and holds one of the IP's WS_SOCKETS_PER_IP places on this node while open; a signed-in
+socket also holds one of its user's WS_SOCKETS_PER_USER. Past a cap: 429 `too_many_sockets`
+before accept, or (after an `auth` frame) an `error` frame and close 4005.
+
 Per connection: handshaking -> joined -> closed. Frames are handled one at a time in
 arrival order (so at most one `resume` replays at a time); every refusal is a typed `error`
-frame and never closes the socket, except: a frame over 64 KiB (close 1009) and a rate-limit
-flood (close 4004). Replays (`resume`, `?last_seq`) are limited per socket
+frame and never closes the socket, except: a frame over 64 KiB (close 1009) and a flood (close
+4004): more than FLOOD_STRIKES rate-limited or invalid (undecodable, malformed, unexpected)
+frames, refilling one a second. Replays (`resume`, `?last_seq`) are limited per socket
 (WS_RESUME_PER_MINUTE, a burst of RESUME_BURST) and in bytes (WS_REPLAY_MAX_BYTES); a refused
 `resume` counts toward the flood close like any rate-limited frame.
 """
@@ -29,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from roomserver import errors
-from roomserver.api.http import JSONResponse
+from roomserver.api.http import JSONResponse, client_key
 from roomserver.errors import CloseCode
 from roomserver.identity.sessions import Session
 from roomserver.protocol import (
@@ -46,7 +52,7 @@ from roomserver.protocol import (
     encode,
     token_from_subprotocols,
 )
-from roomserver.ratelimit import RateLimiter
+from roomserver.ratelimit import RateLimiter, Slot
 from roomserver.realtime.frames import Frames
 from roomserver.realtime.hub import Connection
 from roomserver.realtime.node import REMOVALS, Caller, Realtime
@@ -60,14 +66,14 @@ WRITE_TEXT = "roomserver.write_text"
 HOLD_MAX = 4096
 """Frames buffered for one socket while it recovers; past it the socket must resume again."""
 FLOOD_STRIKES = 20
-"""Rate-limited frames (refilling one per second) a socket may send before it is closed 4004."""
+"""Rate-limited or invalid frames (refilling one per second) a socket may send before it is closed 4004."""
 RESUME_BURST = 3
 """`resume` frames a socket may send at once before WS_RESUME_PER_MINUTE paces them."""
 
 REFUSAL_CLOSE = {
     "banned": CloseCode.BANNED, "room_closed": CloseCode.ROOM_CLOSED,
     "room_not_found": CloseCode.ROOM_NOT_FOUND, "insufficient_holdings": CloseCode.NO_LONGER_QUALIFIES,
-    "not_in_collection": CloseCode.NO_LONGER_QUALIFIES,
+    "not_in_collection": CloseCode.NO_LONGER_QUALIFIES, "too_many_sockets": CloseCode.TOO_MANY_SOCKETS,
 }
 
 
@@ -220,9 +226,20 @@ class RoomSocket:
         self.flood: RateLimiter | None = None  # made on the first refusal: most sockets never need one
         per_minute = self.state.settings.ws_resume_per_minute
         self.resumes = RateLimiter(per_minute / 60, min(RESUME_BURST, per_minute))
+        self.slots: list[Slot] = []  # places held in the per-IP and per-user socket caps
 
     async def run(self) -> None:
         try:
+            await self._run()
+        finally:
+            for slot in self.slots:
+                slot.release()
+
+    async def _run(self) -> None:
+        try:
+            ip = client_key(self.ws)
+            self.state.ip_limiter.check(ip)  # a handshake is unauthenticated work
+            self.slots.append(self.state.ip_sockets.claim(ip))
             room_id, last_seq = self._parse_target()
             self._check_origin()
             offered = list(self.ws.scope.get("subprotocols") or [])
@@ -264,9 +281,10 @@ class RoomSocket:
         return session
 
     async def _admit(self, session: Session, room_id: uuid.UUID) -> Caller:
+        self.slots.append(self.state.user_sockets.claim(session.user_id))
         member = await self.state.rooms.admit(session.user_id, session.wallet_address, room_id)
         return Caller(room_id=room_id, user_id=session.user_id, session_id=session.id,
-                      username=member.username, wallet_address=member.wallet_address,
+                      username=member.username, wallet_address=session.wallet_address,
                       role=member.role)
 
     async def _auth_frame(self, room_id: uuid.UUID) -> Caller | None:
@@ -373,13 +391,10 @@ class RoomSocket:
         except ProtocolError as exc:
             log.info("bad frame from %s: %s %s", caller.user_id, exc.code, exc.message)
             await self.outlet.reply(_error_frame(exc, exc.ref))
-        except errors.RateLimited as exc:
+            await self._strike(caller)
+        except (errors.RateLimited, errors.BadRequest) as exc:  # throttled, or invalid for its state
             await self.outlet.reply(_error_frame(exc, ref))
-            if self.flood is None:
-                self.flood = RateLimiter(1.0, FLOOD_STRIKES)
-            if self.flood.acquire("strikes") > 0:
-                log.info("closing socket of %s: rate-limit flood", caller.user_id)
-                await self.outlet.close(CloseCode.FLOOD, "flood")
+            await self._strike(caller)
         except errors.RoomserverError as exc:
             log.info("frame from %s refused: %s %s", caller.user_id, exc.code, exc.message)
             await self.outlet.reply(_error_frame(exc, ref))
@@ -387,6 +402,14 @@ class RoomSocket:
             log.exception("frame from %s failed", caller.user_id)
             await self.outlet.reply(_error_frame(
                 errors.RoomserverError("internal error; it has been logged"), ref))
+
+    async def _strike(self, caller: Caller) -> None:
+        """Count a rate-limited or invalid frame; past FLOOD_STRIKES (refilling 1/s) close 4004."""
+        if self.flood is None:
+            self.flood = RateLimiter(1.0, FLOOD_STRIKES)
+        if self.flood.acquire("strikes") > 0:
+            log.info("closing socket of %s: flood of refused frames", caller.user_id)
+            await self.outlet.close(CloseCode.FLOOD, "flood")
 
     async def _resume(self, caller: Caller, last_seq: int) -> None:
         self.outlet.hold()

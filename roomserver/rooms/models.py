@@ -43,7 +43,7 @@ class Participant(BaseModel):
     room_id: uuid.UUID
     user_id: uuid.UUID
     role: Role
-    wallet_address: str
+    wallet_address: str | None = Field(description="shown to the room's members (and the user); null for others")
     username: str | None
     joined_at: datetime
     last_active_at: datetime

@@ -405,7 +405,7 @@ class RoomService:
     async def _reverify(self, room: Room, member: Participant) -> None:
         """Ask the gate about a current member of gated `room`: stamp the verification time,
         or end the membership and raise the gate's refusal. Unavailable keeps the member."""
-        if self._gate is None:
+        if self._gate is None or member.wallet_address is None:  # (always read with the member)
             return
         try:
             verified_at = await self._gate(member.wallet_address, room)
@@ -473,7 +473,8 @@ class RoomService:
         return removed is not None
 
     async def participants(self, room_id: uuid.UUID, viewer_id: uuid.UUID) -> list[Participant]:
-        """Current members, oldest first; for a private room only members may look."""
+        """Current members, oldest first; for a private room only members may look. Wallet
+        addresses are shown to members only (a non-member sees `wallet_address` null)."""
         room = await self.get(room_id, viewer_id)
         if room.room_type == "private" and room.my_role is None:
             raise errors.Forbidden("only members can see who is in a private room",
@@ -481,7 +482,10 @@ class RoomService:
         rows = await self._pool.fetch(
             f"{_PARTICIPANT} WHERE p.room_id = $1 AND p.is_member ORDER BY p.joined_at, p.user_id",
             room_id)
-        return [Participant(**dict(row)) for row in rows]
+        people = [Participant(**dict(row)) for row in rows]
+        if room.my_role is None:
+            return [p.model_copy(update={"wallet_address": None}) for p in people]
+        return people
 
     # -- moderation -------------------------------------------------------------------------
 
