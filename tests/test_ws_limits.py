@@ -5,7 +5,6 @@ invalid frames ends in the flood close (4004) like a run of rate-limited ones.""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 
 import httpx
 import orjson
