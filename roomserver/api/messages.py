@@ -6,8 +6,6 @@ until `next_after_seq` is null.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,34 +13,13 @@ from starlette.responses import Response
 from roomserver import errors
 from roomserver.api.guard import app_state, require_user
 from roomserver.api.http import Endpoint, path_uuid, read_query, reply
+from roomserver.rooms.models import MessagePage, StoredMessage
 
 
 class MessagesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     after_seq: int = Field(0, ge=0, le=2**63 - 1, description="return messages with a greater seq")
     limit: int = Field(50, ge=1, le=200)
-
-
-class StoredMessage(BaseModel):
-    id: str
-    seq: int
-    user_id: str | None
-    username: str | None
-    kind: str
-    text: str = Field(description="empty for a deleted message")
-    reply_to: str | None
-    client_msg_id: str | None
-    created_at: str
-    pinned: bool
-    deleted: bool
-    reactions: dict[str, int]
-    metadata: dict[str, Any]
-
-
-class MessagePage(BaseModel):
-    messages: list[StoredMessage]
-    next_after_seq: int | None = Field(description="pass as after_seq for the next page; null at the end")
-    last_seq: int = Field(description="the room's current seq (every durable event, not only messages)")
 
 
 async def list_messages(request: Request) -> Response:

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+from roomserver.client import TargetError, targets
 from roomserver.loadtests import report
-from roomserver.loadtests.replay import Options, SetupError, TargetError, targets
+from roomserver.loadtests.replay import Options, SetupError
 from roomserver.loadtests.scenario import Scenario, generate
 from roomserver.realtime.trace import TraceError, read_trace, write_trace
 

@@ -7,6 +7,7 @@ and joins its rooms over REST, backing off on 429 as `Retry-After` says. Play: o
 them; nothing else runs per frame. Then a drain waits (bounded) until every connected stream
 caught up with its room's last seq, and the sockets close. Several workers (processes) each
 take a share of the rooms; their measurements merge into one result (loadtests/metrics.py).
+REST (with its retries), sign-in and opening sockets are `roomserver.client`'s.
 """
 
 from __future__ import annotations
@@ -18,37 +19,32 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
-import httpx
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
-from roomserver.identity.wallet import Wallet
+from roomserver.client import (
+    ApiError,
+    Rest,
+    SocketOptions,
+    UnexpectedFrame,
+    Unreachable,
+    Wallet,
+    open_socket,
+    reconnectable,
+    sign_in,
+    targets,
+)
+from roomserver.client.errors import RETRY_STATUSES
 from roomserver.loadtests.metrics import Measurements
 from roomserver.protocol import DURABLE_TYPES
 from roomserver.realtime.trace import DURABLE_FRAME_TYPES, TraceEvent
 
+T = TypeVar("T")
 STAMP = " [lt:"
-RECONNECTABLE = {1001, 1006, 1011, 1012, 1013}
 MAX_TEXT = 7900
-
-
-class TargetError(ValueError):
-    """The URL is not an http(s) or ws(s) address of a server."""
-
-
-def targets(url: str) -> tuple[str, str]:
-    """(http base, ws base) of a server URL given as http(s):// or ws(s)://."""
-    parts = urlsplit(url)
-    scheme = {"http": ("http", "ws"), "https": ("https", "wss"), "ws": ("http", "ws"),
-              "wss": ("https", "wss")}.get(parts.scheme)
-    if scheme is None or not parts.hostname:
-        raise TargetError(f"not an http(s) or ws(s) server URL: {url!r}")
-    base = parts.netloc + parts.path.rstrip("/")
-    return f"{scheme[0]}://{base}", f"{scheme[1]}://{base}"
 
 
 @dataclass(frozen=True)
@@ -89,80 +85,44 @@ def wallet_for(seed: str, user: str) -> Wallet:
 # ---- REST ----
 
 
-class Rest:
-    """REST calls that back off on 429/503 (honouring Retry-After) and on transport errors."""
-
-    def __init__(self, http_base: str, measurements: Measurements, concurrency: int) -> None:
-        self.client = httpx.AsyncClient(base_url=http_base, timeout=30,
-                                        limits=httpx.Limits(max_connections=concurrency))
-        self.gate = asyncio.Semaphore(concurrency)
-        self.m = measurements
-
-    async def call(self, method: str, path: str, *, json: Any = None, token: str | None = None,
-                   tries: int = 8) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        for attempt in range(tries):
-            wait = min(0.25 * 2 ** attempt, 10.0)
-            try:
-                async with self.gate:
-                    answer = await self.client.request(method, path, json=json, headers=headers)
-            except httpx.TransportError as exc:
-                if attempt == tries - 1:
-                    raise
-                reason = type(exc).__name__
-            else:
-                if answer.status_code not in (429, 503) or attempt == tries - 1:
-                    return answer
-                wait = _retry_after(answer.headers.get("retry-after"), wait)
-                reason = f"http_{answer.status_code}"
-            self.m.rest_retries[reason] += 1
-            await asyncio.sleep(wait + random.uniform(0, 0.25))
-        raise AssertionError("unreachable")
-
-    async def sign_in(self, wallet: Wallet) -> str:
-        challenge = await self.call("POST", "/api/v1/auth/siws/challenge", json={"address": wallet.address})
-        _expect(challenge, 200, "sign-in challenge")
-        verified = await self.call("POST", "/api/v1/auth/wallet/verify", json=wallet.verify_payload(challenge.json()))
-        _expect(verified, 200, "sign-in verify")
-        return str(verified.json()["token"])
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-def _retry_after(raw: str | None, default: float) -> float:
-    try:
-        return min(max(float(raw or default), 0.0), 60.0)
-    except ValueError:
-        return default
-
-
 class SetupError(RuntimeError):
     pass
 
 
-def _expect(answer: httpx.Response, status: int | tuple[int, ...], what: str) -> None:
-    wanted = (status,) if isinstance(status, int) else status
-    if answer.status_code not in wanted:
-        raise SetupError(f"{what}: HTTP {answer.status_code} {answer.text[:200]}")
+def rest_for(opts: Options, m: Measurements) -> Rest:
+    """The setup's REST calls: retried, each retry counted in `m.rest_retries` by reason."""
+    http_base, _ = targets(opts.url)
+    return Rest(http_base, concurrency=opts.setup_concurrency,
+                on_retry=lambda reason: m.rest_retries.update((reason,)))
+
+
+async def _call(what: str, call: Awaitable[T]) -> T:
+    """`call`'s result; a refusal or an unreachable server is a SetupError naming `what`."""
+    try:
+        return await call
+    except (ApiError, Unreachable) as exc:
+        raise SetupError(f"{what}: {exc}") from exc
+
+
+async def _sign_in(rest: Rest, wallet: Wallet) -> str:
+    return (await _call("sign-in", sign_in(rest, wallet))).token
 
 
 async def create_rooms(opts: Options, events: list[TraceEvent]) -> dict[str, str]:
     """Sign in a host and create one public room per trace room; label -> room id."""
-    http_base, _ = targets(opts.url)
     members: dict[str, set[str]] = {}
     for event in events:
         members.setdefault(event.room, set()).add(event.user)
-    rest = Rest(http_base, Measurements(), opts.setup_concurrency)
+    rest = rest_for(opts, Measurements())
     try:
-        token = await rest.sign_in(wallet_for(opts.identity_seed, "__host__"))
+        token = await _sign_in(rest, wallet_for(opts.identity_seed, "__host__"))
 
         async def create(label: str) -> tuple[str, str]:
             size = min(10_000, max(2, len(members[label]) + 5))
-            answer = await rest.call("POST", "/api/v1/rooms", token=token, json={
-                "name": f"loadtest {label}"[:100], "room_type": "public", "max_participants": size})
-            _expect(answer, 201, f"create room {label}")
-            return label, str(answer.json()["id"])
+            room = await _call(f"create room {label}", rest.json("POST", "/api/v1/rooms", token=token, json={
+                "name": f"loadtest {label}"[:100], "room_type": "public", "max_participants": size},
+                expect=(201,)))
+            return label, str(room["id"])
 
         return dict(await asyncio.gather(*(create(label) for label in members)))
     finally:
@@ -177,7 +137,7 @@ class Shared:
     """State the sockets of one worker share."""
 
     opts: Options
-    ws_base: str
+    url: str
     run: str
     m: Measurements
     start_loop: float = 0.0
@@ -360,45 +320,32 @@ class VirtualSocket:
         loop = asyncio.get_running_loop()
         m = self.s.m
         resume = resume and self.stream.high >= 0
-        query = f"?last_seq={self.stream.high}" if resume else ""
         started = loop.time()
-        for attempt in range(tries):
-            try:
-                conn = await connect(
-                    f"{self.s.ws_base}/ws/rooms/{self.room_id}{query}",
-                    subprotocols=["roomserver.v1", f"bearer.{self.token}"],  # type: ignore[list-item]
-                    compression="deflate" if self.s.opts.deflate else None, max_size=2**22,
-                    open_timeout=self.s.opts.connect_timeout, ping_interval=None, close_timeout=2)
-                welcome = orjson.loads(await asyncio.wait_for(conn.recv(), self.s.opts.connect_timeout))
-            except InvalidStatus as refused:
-                status = refused.response.status_code
-                m.connect_failures[f"http_{status}"] += 1
-                if status not in (429, 503):
-                    self.dead = True
-                    return
-                await asyncio.sleep(_retry_after(refused.response.headers.get("retry-after"), 1.0))
-                continue
-            except (OSError, TimeoutError, ConnectionClosed) as exc:
-                m.connect_failures[type(exc).__name__] += 1
-                await asyncio.sleep(0.2 * 2 ** attempt + random.uniform(0, 0.2))
-                continue
-            if welcome.get("type") != "welcome":
-                m.connect_failures[f"first_frame_{welcome.get('type')}"] += 1
-                await conn.close()
+        options = SocketOptions(deflate=self.s.opts.deflate, open_timeout=self.s.opts.connect_timeout,
+                                ping_interval=None, tries=tries)
+        try:
+            opened = await open_socket(self.s.url, self.room_id, self.token,
+                                       last_seq=self.stream.high if resume else None, options=options,
+                                       on_failure=lambda reason: m.connect_failures.update((reason,)))
+        except (ApiError, UnexpectedFrame) as refused:
+            if not isinstance(refused, ApiError) or refused.status not in RETRY_STATUSES:
                 self.dead = True
                 return
-            self.conn = conn
-            self.stream.connected = True
-            m.counts["connects"] += 1
-            m.counts["open_sockets"] += 1
-            m.counts["peak_sockets"] = max(m.counts["peak_sockets"], m.counts["open_sockets"])
-            if resume:
-                self.recovering_since = started
-            else:
-                self.stream.baseline(int(welcome.get("seq", 0)))
-            await self._resend()
+            self.stream.connected = False
             return
-        self.stream.connected = False
+        except Unreachable:
+            self.stream.connected = False
+            return
+        self.conn = opened.ws
+        self.stream.connected = True
+        m.counts["connects"] += 1
+        m.counts["open_sockets"] += 1
+        m.counts["peak_sockets"] = max(m.counts["peak_sockets"], m.counts["open_sockets"])
+        if resume:
+            self.recovering_since = started
+        else:
+            self.stream.baseline(opened.welcome.seq)
+        await self._resend()
 
     async def _resend(self) -> None:
         """Frames sent but not acked before a drop go again with the same client_msg_id."""
@@ -415,7 +362,7 @@ class VirtualSocket:
             return
         self.s.m.drops[str(code)] += 1
         await self._forget()
-        if code in RECONNECTABLE or 4000 <= code < 4100:
+        if reconnectable(code):
             self.s.m.counts["reconnects"] += 1
             await asyncio.sleep(random.uniform(0.05, 0.5))
             await self._connect(resume=True)
@@ -452,17 +399,16 @@ Progress = Callable[[dict[str, Any]], None]
 async def run_shard(events: list[TraceEvent], rooms: dict[str, str], opts: Options, run: str,
                     ready: Ready, progress: Progress) -> dict[str, Any]:
     """Sign in this shard's users, wait for the common start, play, drain; the measurements."""
-    http_base, ws_base = targets(opts.url)
     m = Measurements()
-    shared = Shared(opts, ws_base, run, m)
-    rest = Rest(http_base, m, opts.setup_concurrency)
+    shared = Shared(opts, opts.url, run, m)
+    rest = rest_for(opts, m)
     by_socket: dict[tuple[str, str], list[TraceEvent]] = {}
     for event in events:
         by_socket.setdefault((event.user, event.room), []).append(event)
     users = sorted({user for user, _ in by_socket})
     try:
         tokens = dict(zip(users, await asyncio.gather(
-            *(rest.sign_in(wallet_for(opts.identity_seed, u)) for u in users)), strict=True))
+            *(_sign_in(rest, wallet_for(opts.identity_seed, u)) for u in users)), strict=True))
         await asyncio.gather(*(_join(rest, tokens[user], rooms[room]) for user, room in by_socket))
     finally:
         await rest.aclose()
@@ -487,8 +433,8 @@ async def run_shard(events: list[TraceEvent], rooms: dict[str, str], opts: Optio
 
 
 async def _join(rest: Rest, token: str, room_id: str) -> None:
-    answer = await rest.call("POST", f"/api/v1/rooms/{room_id}/join", token=token)
-    _expect(answer, (200, 201), "join room")
+    await _call("join room", rest.json("POST", f"/api/v1/rooms/{room_id}/join", token=token,
+                                       expect=(200, 201)))
 
 
 async def _monitor(shared: Shared, sockets: list[VirtualSocket], progress: Progress) -> None:

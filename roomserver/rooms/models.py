@@ -1,5 +1,5 @@
-"""Study rooms' data: what the service returns (rooms, participants, bans, invitations, pages) and
-what it is asked (a draft, changes, list filters), validated here so that every caller (REST
+"""Study rooms' data: what the service returns (rooms, participants, bans, invitations, pages, a
+message history page) and what it is asked (a draft, changes, list filters), validated here so that every caller (REST
 body, test, another service) gets the same 400 `validation_error` rules.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 import base58
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -163,3 +163,25 @@ class RoomFilter(BaseModel):
     include_closed: bool = False
     limit: int = Field(20, ge=1, le=100)
     cursor: str | None = Field(None, max_length=200)
+
+
+class StoredMessage(BaseModel):
+    id: str
+    seq: int
+    user_id: str | None
+    username: str | None
+    kind: str
+    text: str = Field(description="empty for a deleted message")
+    reply_to: str | None
+    client_msg_id: str | None
+    created_at: str
+    pinned: bool
+    deleted: bool
+    reactions: dict[str, int]
+    metadata: dict[str, Any]
+
+
+class MessagePage(BaseModel):
+    messages: list[StoredMessage]
+    next_after_seq: int | None = Field(description="pass as after_seq for the next page; null at the end")
+    last_seq: int = Field(description="the room's current seq (every durable event, not only messages)")

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from roomserver.client import TargetError, targets
 from roomserver.loadtests.__main__ import main
 from roomserver.loadtests.metrics import Stream, merge
-from roomserver.loadtests.replay import TargetError, targets
 from roomserver.loadtests.scenario import Scenario, generate
 from roomserver.realtime.trace import (
     EVENT_TYPES,
