@@ -1,34 +1,19 @@
-"""Test clients that behave like real users: a Solana wallet signing in over HTTP."""
+"""Test clients that behave like real users: a Solana wallet signing in over HTTP, through
+`roomserver.client` on the test's own httpx client, without retries (a refusal fails the test)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import httpx
 
-from roomserver.identity.wallet import Wallet
+from roomserver.client import Rest, Session, Wallet
+from roomserver.client import sign_in as siws_sign_in
 
-
-@dataclass
-class SignedInUser:
-    wallet: Wallet
-    token: str
-    user_id: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+SignedInUser = Session
 
 
 async def sign_in(http: httpx.AsyncClient, wallet: Wallet | None = None) -> SignedInUser:
     """Challenge, sign like Phantom's `signIn`, verify; returns the session."""
-    wallet = wallet or Wallet.generate()
-    challenge = await http.post("/api/v1/auth/siws/challenge", json={"address": wallet.address})
-    assert challenge.status_code == 200, challenge.text
-    verified = await http.post("/api/v1/auth/wallet/verify", json=wallet.verify_payload(challenge.json()))
-    assert verified.status_code == 200, verified.text
-    body = verified.json()
-    return SignedInUser(wallet=wallet, token=body["token"], user_id=body["user"]["id"])
+    return await siws_sign_in(Rest(str(http.base_url), http=http, tries=1), wallet or Wallet.generate())
 
 
 OPERATOR_TOKEN = "operator-token-for-tests"

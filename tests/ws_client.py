@@ -1,4 +1,6 @@
-"""A room socket client for tests: connects like a browser would, reads typed frames."""
+"""A room socket client for tests: opens the socket with `roomserver.client.open_socket` (the
+subprotocol token, the welcome) and keeps every frame received, raw, so tests can look at the
+wire itself; no reconnection, no deduplication (`roomserver.client.RoomSocket` does those)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,16 @@ from typing import Any
 
 import httpx
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from roomserver.client import SocketOptions, open_socket
+from roomserver.client import room_url as ws_url
 from roomserver.protocol import DURABLE_TYPES
 from tests.clients import SignedInUser
 
 Frame = dict[str, Any]
-
-
-def ws_url(base_url: str, room_id: str, **query: Any) -> str:
-    qs = "&".join(f"{k}={v}" for k, v in query.items())
-    return base_url.replace("http://", "ws://") + f"/ws/rooms/{room_id}" + (f"?{qs}" if qs else "")
+__all__ = ["Frame", "RoomClient", "create_room", "ws_url"]
 
 
 class RoomClient:
@@ -36,13 +36,12 @@ class RoomClient:
                    origin: str | None = None, local_addr: tuple[str, int] | None = None,
                    **query: Any) -> RoomClient:
         """`local_addr`: connect from that address (any of 127.0.0.0/8 reaches the server)."""
-        extra = {} if local_addr is None else {"local_addr": local_addr}
-        conn = await connect(ws_url(base_url, room_id, **query),
-                             subprotocols=["roomserver.v1", f"bearer.{user.token}"],  # type: ignore[list-item]
-                             origin=origin, compression=None, max_size=None, open_timeout=10, **extra)  # type: ignore[arg-type]
-        client = cls(conn)
-        welcome = await client.next()
-        assert welcome["type"] == "welcome", welcome
+        options = SocketOptions(origin=origin, max_size=None, open_timeout=10, close_timeout=10, tries=1,
+                                local_addr=local_addr)
+        opened = await open_socket(base_url, room_id, user.token, options=options, **query)
+        client = cls(opened.ws)
+        client.frames.append(opened.welcome_json)
+        client._cursor = 1
         return client
 
     async def send(self, **frame: Any) -> None:

@@ -10,7 +10,7 @@ first, see `Rest`).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -31,7 +31,7 @@ class Session:
     wallet: Wallet
     token: str
     user_id: str
-    user: dict[str, Any]
+    user: dict[str, Any] = field(default_factory=dict)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -45,6 +45,8 @@ class SocketOptions:
     ping_interval: float | None = 20.0
     close_timeout: float = 2.0
     tries: int = 4
+    local_addr: tuple[str, int] | None = None
+    """Connect from this address (e.g. one of 127.0.0.0/8, as another client would)."""
 
 
 DEFAULT_OPTIONS = SocketOptions()
@@ -96,12 +98,13 @@ def _report(on_failure: OnFailure | None, reason: str) -> None:
 
 
 async def _open_once(target: str, token: str, options: SocketOptions) -> Opened:
+    extra: dict[str, Any] = {} if options.local_addr is None else {"local_addr": options.local_addr}
     try:
         ws = await connect(
             target, subprotocols=[SUBPROTOCOL, f"{BEARER_PREFIX}{token}"],  # type: ignore[list-item]
             origin=options.origin, compression="deflate" if options.deflate else None,  # type: ignore[arg-type]
             max_size=options.max_size, open_timeout=options.open_timeout,
-            ping_interval=options.ping_interval, close_timeout=options.close_timeout)
+            ping_interval=options.ping_interval, close_timeout=options.close_timeout, **extra)
         raw = await asyncio.wait_for(ws.recv(), options.open_timeout)
     except InvalidStatus as refused:
         response = refused.response
