@@ -6,7 +6,7 @@
         async with client.socket(str(room.id)) as socket:
             ack = await socket.chat("Is entropy a state function?")
 
-Needs the core install plus `httpx` (the `[client]` extra). The server never imports it.
+Needs only the core install (websockets, httpx). The server never imports it.
 """
 
 from roomserver.client.api import Client, Session, sign_in

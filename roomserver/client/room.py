@@ -29,7 +29,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from roomserver.client.connect import DEFAULT_OPTIONS, Opened, SocketOptions, open_socket
-from roomserver.client.errors import ApiError, ClientError, Closed, UnexpectedFrame, reconnectable
+from roomserver.client.errors import RETRY_STATUSES, ApiError, ClientError, Closed, reconnectable
 from roomserver.protocol import (
     DURABLE_TYPES,
     Ack,
@@ -253,10 +253,10 @@ class RoomSocket:
                 self._opened = await open_socket(self.url, self.room_id, self._token,
                                                  last_seq=self._high, options=self._options)
             except ApiError as refused:
-                if refused.status not in (429, 503):
+                if refused.status not in RETRY_STATUSES:
                     return False
                 continue
-            except (ClientError, UnexpectedFrame):
+            except ClientError:
                 continue
             self.reconnects += 1
             self._resuming = True  # the server replays after the welcome, then `recovered`

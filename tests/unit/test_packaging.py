@@ -41,6 +41,19 @@ def test_no_module_outside_the_load_tester_imports_it() -> None:
     assert "roomserver.loadtests.report" in _imported_modules(tester / "__main__.py")
 
 
+def test_only_the_load_tester_imports_the_client() -> None:
+    client, tester = PACKAGE / "client", PACKAGE / "loadtests"
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if client not in path.parents and tester not in path.parents
+        and any(name == "roomserver.client" or name.startswith("roomserver.client.")
+                for name in _imported_modules(path))
+    ]
+    assert offenders == []
+    assert "roomserver.client" in _imported_modules(tester / "replay.py")
+
+
 def test_the_migrations_are_package_data_read_through_importlib_resources() -> None:
     found = load()
     assert [m.version for m in found] == sorted(m.version for m in found)
