@@ -412,6 +412,9 @@ class RoomSocket:
             await self.outlet.close(CloseCode.FLOOD, "flood")
 
     async def _resume(self, caller: Caller, last_seq: int) -> None:
+        if caller.removed is not None:  # the socket is closing: no more history for it
+            raise errors.Forbidden(f"you were removed from this room ({caller.removed})",
+                                   code="removed_from_room")
         self.outlet.hold()
         up_to: int | None = None
         try:
