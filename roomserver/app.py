@@ -30,8 +30,9 @@ from roomserver.api import apidocs, asyncapi, auth, contract, health, ipfs, open
 from roomserver.api import documents as documents_api
 from roomserver.api import messages as messages_api
 from roomserver.api import nft as nft_api
+from roomserver.api import operator as operator_api
 from roomserver.api import tutor as tutor_api
-from roomserver.api.guard import authenticate
+from roomserver.api.guard import authenticate, require_operator
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
 from roomserver.api.ws import routes as ws_routes
@@ -87,7 +88,7 @@ def start_recorder(settings: Settings, stack: AsyncExitStack, modes: dict[str, s
 
 def all_endpoints() -> list[Endpoint]:
     return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *messages_api.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS,
-            *documents_api.ENDPOINTS, *tutor_api.ENDPOINTS]
+            *documents_api.ENDPOINTS, *tutor_api.ENDPOINTS, *operator_api.ENDPOINTS]
 
 
 def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starlette:
@@ -116,7 +117,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starl
                    overrides={"/api/v1/documents/upload": settings.max_upload_bytes}),
     ]
     return Starlette(
-        routes=[*routes(endpoints, authenticate), *ws_routes(), *web.routes(), *apidocs.routes()],
+        routes=[*routes(endpoints, authenticate, require_operator), *ws_routes(), *web.routes(), *apidocs.routes()],
         middleware=middleware,
         exception_handlers={
             errors.RoomserverError: _typed_error,

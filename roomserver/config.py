@@ -101,7 +101,7 @@ class Settings:
     port: int = Field(8000, ge=0, le=65535, description="port `serve` binds to (`--port` overrides)")
     rate_limit_per_minute: int = Field(600, gt=0, description="authenticated REST requests per minute per user; four times as many unauthenticated requests and failed sign-ins per minute per client IP (IPv6: per /64)")
     forwarded_allow_ips: str = Field("", description="comma-separated addresses or networks (CIDR) of trusted reverse proxies: only from these are `X-Forwarded-For`/`X-Forwarded-Proto` believed for the client IP and scheme; `*` trusts every peer; empty: none (the peer address is the client)")
-    operator_token: SecretStr = Field(SecretStr(""), description="bearer token of the operator: `GET /health/detail` with `Authorization: Bearer <token>` shows each component (compared in constant time); empty: no component detail is served")
+    operator_token: SecretStr = Field(SecretStr(""), description="bearer token of the operator (`Authorization: Bearer <token>`, compared in constant time): `GET /health/detail` shows each component, `/api/v1/operator/*` lists live rooms, disconnects users, closes rooms, broadcasts; empty: none of these is served (403)")
     gate_recheck_seconds: int = Field(60, gt=0, description="how old a gated membership's last on-chain verification may get: members of token/NFT-gated rooms are re-verified at join, on REST reads once it is older, and by a sweep of all members this often")
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = Field("info", description="logging level: `critical`, `error`, `warning`, `info` or `debug`")
     ws_auth_timeout_seconds: int = Field(5, gt=0, description="how long a socket without a bearer subprotocol may take to send its `auth` frame")

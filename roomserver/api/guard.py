@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
+import logging
+
 from starlette.requests import Request
 
 from roomserver import errors
 from roomserver.api.http import bearer_token, client_key
 from roomserver.identity.sessions import Session
 from roomserver.state import AppState
+
+log = logging.getLogger(__name__)
 
 
 def app_state(request: Request) -> AppState:
@@ -45,3 +50,22 @@ async def authenticate(request: Request) -> Session:
     state.user_limiter.check(str(session.user_id))
     request.state.session = session
     return session
+
+
+async def require_operator(request: Request) -> None:
+    """Pass only with `Authorization: Bearer <OPERATOR_TOKEN>` (compared in constant time):
+    403 `operator_disabled` while OPERATOR_TOKEN is empty, 401 `operator_token_invalid` for a
+    wrong or missing token (charged to the IP's budget; logged without the token). The one
+    operator check: endpoints declared `operator=True` (the route wrapper calls it)."""
+    state = app_state(request)
+    expected = state.settings.operator_token.get_secret_value()
+    if not expected:
+        raise errors.Forbidden("operator endpoints are off: set OPERATOR_TOKEN to serve them",
+                               code="operator_disabled")
+    given = bearer_token(request) or ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        state.ip_limiter.check(client_key(request))
+        log.warning("operator request %s %s refused: wrong or missing token from %s",
+                    request.method, request.url.path, client_key(request))
+        raise errors.Unauthorized("send Authorization: Bearer <OPERATOR_TOKEN>",
+                                  code="operator_token_invalid")

@@ -6,9 +6,10 @@ nothing else: no URLs, ports, paths or probe errors. Its probes run at most once
 is charged to the caller's per-IP bucket, so an anonymous flood can neither amplify into
 database, Redis and RPC traffic nor starve the other budgets.
 
-`GET /health/detail` needs `Authorization: Bearer <OPERATOR_TOKEN>` (compared in constant
-time; a wrong or missing token is 401 `operator_token_invalid` and is charged to the IP;
-403 `operator_disabled` while OPERATOR_TOKEN is empty). It runs every probe now and
+`GET /health/detail` needs `Authorization: Bearer <OPERATOR_TOKEN>` (`guard.require_operator`,
+enforced by the route wrapper: compared in constant time; a wrong or missing token is 401
+`operator_token_invalid` and is charged to the IP; 403 `operator_disabled` while
+OPERATOR_TOKEN is empty). It runs every probe now and
 answers each component's `ok`, `mode`, `detail` and, in sponsored minting, the fee payer's
 balance; the same 200/503 rule. A failed probe reports the exception's type only (the
 message is logged, with URLs redacted): driver messages can carry hosts and credentials.
@@ -17,7 +18,6 @@ message is logged, with URLs redacted): driver messages can carry hosts and cred
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from typing import Any
@@ -26,9 +26,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from roomserver import errors
 from roomserver.api.guard import app_state
-from roomserver.api.http import Endpoint, bearer_token, client_key, reply
+from roomserver.api.http import Endpoint, client_key, reply
 from roomserver.redact import redact_text
 from roomserver.state import AppState, HealthCheck
 
@@ -97,7 +96,6 @@ async def health(request: Request) -> Response:
 
 async def health_detail(request: Request) -> Response:
     state = app_state(request)
-    require_operator(request, state)
     results = await probe_all(state.health_checks)
     components = {name: ComponentHealth(mode=state.modes.get(name), **result)
                   for name, result in results.items()}
@@ -105,20 +103,6 @@ async def health_detail(request: Request) -> Response:
     body = HealthDetail(status="ok" if ok else "degraded", components=components,
                         sponsor=await _sponsor(state))
     return reply(body, status=200 if ok else 503)
-
-
-def require_operator(request: Request, state: AppState) -> None:
-    """Pass only with `Authorization: Bearer <OPERATOR_TOKEN>`; failures charge the IP."""
-    expected = state.settings.operator_token.get_secret_value()
-    if not expected:
-        raise errors.Forbidden("component detail is off: set OPERATOR_TOKEN to serve it",
-                               code="operator_disabled")
-    given = bearer_token(request) or ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        state.ip_limiter.check(client_key(request))
-        log.warning("health detail refused: wrong or missing operator token from %s", client_key(request))
-        raise errors.Unauthorized("send Authorization: Bearer <OPERATOR_TOKEN>",
-                                  code="operator_token_invalid")
 
 
 async def probe_all(checks: dict[str, HealthCheck]) -> dict[str, dict[str, Any]]:
@@ -153,5 +137,5 @@ ENDPOINTS = [
              response=Status, auth=False, errors=(429, 503)),
     Endpoint("GET", "/health/detail", health_detail,
              "Every component's state (Authorization: Bearer <OPERATOR_TOKEN>)", "operations",
-             response=HealthDetail, auth=False, errors=(401, 403, 429, 503)),
+             response=HealthDetail, auth=False, operator=True, errors=(503,)),
 ]

@@ -4,7 +4,8 @@ Every endpoint is declared once as an `Endpoint`; the same list builds the route
 OpenAPI document, so the docs cannot drift from what is served. The route wrapper enforces
 what a declaration says before the handler runs: `auth=True` (the default) means no valid
 session, no handler (the `authenticate` given to `routes` answers 401, and its session is
-`request.state.session`); a JSON `body` model is parsed and validated (400 `invalid_json` /
+`request.state.session`); `operator=True` means no operator token, no handler (the
+`authorize_operator` given to `routes` answers 401/403); a JSON `body` model is parsed and validated (400 `invalid_json` /
 `validation_error`), and the model is `request.state.body`, which `read_body` returns.
 """
 
@@ -47,30 +48,38 @@ class Endpoint:
     status: int = 200
     also: Sequence[int] = field(default_factory=tuple)  # other success statuses (2xx: same model; 304)
     auth: bool = True
+    operator: bool = False  # behind OPERATOR_TOKEN instead of a session (declare auth=False)
     errors: Sequence[int] = field(default_factory=tuple)
     content_type: str = "application/json"  # of the request body
     produces: str = "application/json"  # of the success response
 
 
-def routes(endpoints: Sequence[Endpoint], authenticate: Authenticate) -> list[Route]:
+def routes(endpoints: Sequence[Endpoint], authenticate: Authenticate,
+           authorize_operator: Authenticate | None = None) -> list[Route]:
     """One route per path; each method's handler behind `enforce`."""
     by_path: dict[str, dict[str, Handler]] = {}
     for ep in endpoints:
-        by_path.setdefault(ep.path, {})[ep.method.upper()] = enforce(ep, authenticate)
+        by_path.setdefault(ep.path, {})[ep.method.upper()] = enforce(ep, authenticate,
+                                                                     authorize_operator)
     return [Route(path, _dispatch(handlers), methods=list(handlers)) for path, handlers in by_path.items()]
 
 
-def enforce(ep: Endpoint, authenticate: Authenticate) -> Handler:
-    """`ep.handler` run only once what `ep` declares holds: a session when `ep.auth`, then a
-    valid body when `ep.body` is JSON. (A multipart body is streamed by its handler, under
-    the upload's own limits.)"""
+def enforce(ep: Endpoint, authenticate: Authenticate,
+            authorize_operator: Authenticate | None = None) -> Handler:
+    """`ep.handler` run only once what `ep` declares holds: a session when `ep.auth`, the
+    operator token when `ep.operator`, then a valid body when `ep.body` is JSON. (A multipart
+    body is streamed by its handler, under the upload's own limits.)"""
     body = ep.body if ep.body is not None and ep.content_type == "application/json" else None
-    if not ep.auth and body is None:
+    if ep.operator and authorize_operator is None:
+        raise ValueError(f"{ep.method} {ep.path} is an operator endpoint: give authorize_operator")
+    if not ep.auth and not ep.operator and body is None:
         return ep.handler
 
     async def handler(request: Request) -> Response:
         if ep.auth:
             request.state.session = await authenticate(request)
+        if ep.operator and authorize_operator is not None:
+            await authorize_operator(request)
         if body is not None:
             request.state.body = await _parse_body(request, body)
         return await ep.handler(request)

@@ -59,6 +59,8 @@ def statuses(ep: Endpoint) -> frozenset[int]:
         implied.add(413)
     if ep.auth:
         implied |= {401, 429}
+    if ep.operator:
+        implied |= {401, 403, 429}
     return frozenset({ep.status, *ep.also, *implied})
 
 
@@ -82,9 +84,11 @@ def build(endpoints: Sequence[Endpoint], *, title: str, version: str) -> dict[st
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {
-                "type": "http", "scheme": "bearer",
-                "description": "a session token from `POST /api/v1/auth/wallet/verify`"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "a session token from `POST /api/v1/auth/wallet/verify`"},
+                "operator": {"type": "http", "scheme": "bearer",
+                             "description": "the node's `OPERATOR_TOKEN` setting (operations)"}},
         },
     }
 
@@ -109,6 +113,8 @@ def _operation(ep: Endpoint, schemas: dict[str, Any]) -> dict[str, Any]:
     op["responses"] = _responses(ep)
     if ep.auth:
         op["security"] = [{"bearer": []}]
+    if ep.operator:
+        op["security"] = [{"operator": []}]
     return op
 
 

@@ -66,3 +66,11 @@ class SessionStore:
         await self._pool.execute(
             "UPDATE sessions SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", session_id
         )
+
+    async def revoke_user(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        """Revoke every live session of `user_id`; returns the ids revoked now."""
+        rows = await self._pool.fetch(
+            """UPDATE sessions SET revoked_at = now()
+               WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() RETURNING id""",
+            user_id)
+        return [row["id"] for row in rows]

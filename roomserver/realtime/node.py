@@ -308,6 +308,11 @@ class Realtime:
         conns = self._local.get(room_id, {})
         return [c for c, who in conns.items() if user_id is None or str(who.user_id) == user_id]
 
+    async def census(self, room_id: str) -> tuple[int, dict[str, int]]:
+        """(users present in the room, per node id the users present through that node), from
+        the shared presence store: every node's count (a crashed node's until they expire)."""
+        return len(await self._store.members(room_id)), await self._store.nodes(room_id)
+
     def local_users(self, room_id: str) -> set[str]:
         """The users with a socket in the room on this node."""
         return {str(who.user_id) for who in self._local.get(room_id, {}).values()}

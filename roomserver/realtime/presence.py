@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -40,6 +40,8 @@ class Presence(Protocol):
         """Push the expiry of this node's (room, user) entries `ttl` seconds ahead."""
     async def members(self, room_id: str) -> list[Info]:
         """Present members (unexpired), one per user, ordered by user id."""
+    async def nodes(self, room_id: str) -> dict[str, int]:
+        """Per node holding unexpired entries in the room: how many users it holds there."""
 
 
 class MemoryPresence:
@@ -80,6 +82,17 @@ class MemoryPresence:
     async def members(self, room_id: str) -> list[Info]:
         info = self._info.get(room_id, {})
         return [info.get(u, {"user_id": u}) for u in sorted(self._live_users(room_id))]
+
+    async def nodes(self, room_id: str) -> dict[str, int]:
+        self._live_users(room_id)  # drops the expired entries
+        return _per_node(node for _, node in self._conns.get(room_id, {}))
+
+
+def _per_node(nodes: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in nodes:
+        counts[node] = counts.get(node, 0) + 1
+    return counts
 
 
 def _text(value: Any) -> str:
@@ -141,6 +154,11 @@ class RedisPresence:
             return []
         raw = await self._r.hmget(infos, users)
         return [orjson.loads(r) if r else {"user_id": u} for u, r in zip(users, raw, strict=True)]
+
+    async def nodes(self, room_id: str) -> dict[str, int]:
+        conns, _ = self._keys(room_id)
+        raw = await self._r.zrangebyscore(conns, f"({time.time()}", "+inf")
+        return _per_node(_text(entry).split(SEP, 1)[-1] for entry in raw)
 
 
 LeaveHandler = Callable[[str, str], Awaitable[None]]

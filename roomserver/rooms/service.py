@@ -222,17 +222,42 @@ class RoomService:
 
     async def close(self, room_id: uuid.UUID, actor_id: uuid.UUID) -> Room:
         """Close the room (owner only); closing a closed room changes nothing."""
+        return await self._close(room_id, actor_id, operator_ip=None)
+
+    async def close_by_operator(self, room_id: uuid.UUID, ip: str | None) -> Room:
+        """Close any room (the operator; audited `operator.room_close` with no actor and the
+        caller's `ip`); the same close and removal as the owner's."""
+        return await self._close(room_id, None, operator_ip=ip or "unknown")
+
+    async def _close(self, room_id: uuid.UUID, actor_id: uuid.UUID | None, *,
+                     operator_ip: str | None) -> Room:
         async with self._pool.acquire() as conn, conn.transaction():
-            room = await self._locked_room(conn, room_id, actor_id)
-            self._require_owner(room, actor_id)
+            owner = await conn.fetchval("SELECT owner_id FROM study_rooms WHERE id = $1", room_id)
+            viewer = actor_id or owner or uuid.UUID(int=0)  # the operator sees the room as its owner does
+            room = await self._locked_room(conn, room_id, viewer)
+            if operator_ip is None:
+                self._require_owner(room, viewer)
             if room.is_active:
                 await conn.execute(
                     """UPDATE study_rooms SET is_active = false, closed_at = now(),
                        updated_at = now() WHERE id = $1""", room_id)
+            if operator_ip is not None:
+                await users.audit(conn, None, "operator.room_close", "room", room_id,
+                                  {"was_open": room.is_active}, operator_ip)
+            elif room.is_active:
                 await users.audit(conn, actor_id, "room.close", "room", room_id)
-            closed = await self._fetch(conn, room_id, actor_id)
+            closed = await self._fetch(conn, room_id, viewer)
         await self._removed(str(room_id), None, "room_closed", None)
         return closed
+
+    async def open_rooms(self, *, with_members: bool = False) -> list[tuple[uuid.UUID, str]]:
+        """(id, name) of every open room, oldest first; `with_members`: only those with a member."""
+        rows = await self._pool.fetch(
+            f"""SELECT r.id, r.name FROM study_rooms r WHERE r.is_active
+                {"AND EXISTS (SELECT 1 FROM room_participants p WHERE p.room_id = r.id AND p.is_member)"
+                 if with_members else ""}
+                ORDER BY r.created_at, r.id""")
+        return [(row["id"], row["name"]) for row in rows]
 
     async def _locked_room(self, conn: asyncpg.Connection, room_id: uuid.UUID,
                            viewer_id: uuid.UUID) -> Room:
