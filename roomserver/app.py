@@ -192,7 +192,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         return {"ok": healthy, "detail": detail}
 
     state.health_checks["solana"] = solana_health
-    await open_blobs(settings, state)
+    await open_blobs(settings, stack, state)
     state.nft = nft.from_settings(settings, pool, chain, state.public_blobs, state.rooms, modes)
     await open_library(settings, stack, state, embedder)
     state.tutor, tutor_handler = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
@@ -236,9 +236,13 @@ def frame_hooks(state: AppState, tutor: TutorHandler) -> Hooks:
                  check_highlight=check_highlight, may_share=may_share, tutor=tutor)
 
 
-async def open_blobs(settings: Settings, state: AppState) -> None:
-    """The two namespaces under DATA_DIR/blobs: `public/` (published, served by /ipfs) and
-    `private/` (uploads); a store of the single-namespace layout is split between them."""
+async def open_blobs(settings: Settings, stack: AsyncExitStack, state: AppState) -> None:
+    """The two namespaces, `public/` (published, served by /ipfs) and `private/` (uploads): in
+    the object store `BLOB_STORE_URL` names (shared by every node), else under DATA_DIR/blobs,
+    where a store of the single-namespace layout is split between them first."""
+    if settings.blob_store_url:
+        await open_object_store(settings, stack, state)
+        return
     root = settings.data_dir.resolve() / "blobs"
     root.mkdir(parents=True, exist_ok=True)
     uploads = {row["blob_cid"] for row in await state.db.fetch("SELECT DISTINCT blob_cid FROM documents")}
@@ -247,6 +251,35 @@ async def open_blobs(settings: Settings, state: AppState) -> None:
         log.warning("moved %d blob(s) of the old layout into %s/{public,private}", moved, root)
     state.public_blobs = LocalBlobStore(root / PUBLIC)
     state.private_blobs = LocalBlobStore(root / PRIVATE)
+    state.modes["blobs"] = f"local directory {root}"
+
+
+async def open_object_store(settings: Settings, stack: AsyncExitStack, state: AppState) -> None:
+    """Both namespaces as key prefixes of one bucket, created when missing; `/health` probes it."""
+    try:
+        from roomserver.store.s3blobs import (
+            S3BlobStore,
+            S3Credentials,
+            S3Location,
+            ensure_bucket,
+            open_s3,
+        )
+    except ImportError as exc:
+        raise RuntimeError(f"BLOB_STORE_URL needs the [s3] extra (missing {exc.name})") from None
+    where = S3Location.parse(settings.blob_store_url)
+    credentials = S3Credentials(endpoint_url=settings.aws_endpoint_url, region=settings.aws_region,
+                                access_key_id=settings.aws_access_key_id,
+                                secret_access_key=settings.aws_secret_access_key.get_secret_value())
+    client = await open_s3(stack, credentials)
+    await ensure_bucket(client, where.bucket)
+    spool = settings.data_dir.resolve() / "tmp"
+    spool.mkdir(parents=True, exist_ok=True)
+    public, private = (S3BlobStore(client, where.bucket, f"{where.prefix}{name}/", spool_dir=spool,
+                                   part_size=settings.blob_part_size_bytes) for name in (PUBLIC, PRIVATE))
+    state.public_blobs, state.private_blobs = public, private
+    endpoint = settings.aws_endpoint_url or "AWS S3"
+    state.modes["blobs"] = f"object storage s3://{where.bucket}/{where.prefix} at {endpoint}"
+    state.health_checks["blobs"] = private.health
 
 
 async def open_library(settings: Settings, stack: AsyncExitStack, state: AppState,
@@ -264,7 +297,8 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
     state.ingestor = Ingestor(state.db, state.private_blobs, embedder, concurrency=settings.ingest_concurrency,
                               lease_seconds=settings.ingest_lease_seconds, limits=extraction_limits(settings),
                               max_extract_crashes=settings.ingest_max_extract_crashes)
-    state.ingestor.start()
+    if settings.ingest_concurrency:
+        state.ingestor.start()
     stack.push_async_callback(state.ingestor.close)
     membership = state.rooms.verified_membership  # REST reads re-verify stale gated members
     quotas = Quotas(max_documents=settings.library_max_documents, max_bytes=settings.library_max_bytes,

@@ -26,6 +26,8 @@ from pydantic.fields import FieldInfo
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 MintMode = Literal["wallet", "sponsored"]
+BLOB_URL = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)?$"
+"""`BLOB_STORE_URL`: empty, or s3:// and a bucket name S3 accepts, then an optional key prefix."""
 ENV_FILE = ".env"
 """Read from the working directory by `from_env()` when it exists; real variables win."""
 
@@ -81,7 +83,7 @@ class Settings:
     purge_interval_seconds: int = Field(300, gt=0, description="how often expired sign-in challenges and sessions are deleted (also at start-up)")
     max_body_bytes: int = Field(1 << 20, gt=0, description="largest JSON request body")
     max_upload_bytes: int = Field(50 << 20, gt=0, description="largest document upload")
-    ingest_concurrency: int = Field(2, gt=0, description="document ingestion jobs run at once per process")
+    ingest_concurrency: int = Field(2, ge=0, description="document ingestion jobs run at once per process; 0: this node claims none (other nodes of the deployment ingest)")
     ingest_lease_seconds: int = Field(30, gt=0, description="how long a crashed node's ingestion job waits before another node resumes it")
     ingest_max_chars: int = Field(20_000_000, gt=0, description="most characters extracted from one document of any kind; past it the job fails `too_large`")
     ingest_max_rows: int = Field(200_000, gt=0, description="most rows of one CSV")
@@ -96,6 +98,12 @@ class Settings:
     library_max_bytes: int = Field(1 << 30, gt=0, description="bytes of live documents per user (413 `storage_quota_exceeded`)")
     library_max_pending_jobs: int = Field(20, gt=0, description="unfinished ingestion jobs per user (429 `too_many_pending_jobs`)")
     blob_sweep_seconds: int = Field(3600, ge=0, description="how often uploads that no live document references are deleted from the private blob store; 0: only at start-up")
+    blob_store_url: str = Field("", pattern=BLOB_URL, description="where uploads and published blobs live: `s3://bucket/prefix` for S3-compatible object storage that every node shares (the bucket, 3-63 characters, is created when missing; endpoint and keys from the `AWS_*` settings); empty: `DATA_DIR/blobs` on this node's disk (a single node)")
+    blob_part_size_bytes: int = Field(8 << 20, ge=5 << 20, description="object storage: files larger than this go up as multipart uploads of parts this size, read from disk one part at a time")
+    aws_endpoint_url: str = Field("", description="object storage endpoint (SeaweedFS, MinIO, ...); empty: AWS S3 itself")
+    aws_region: str = Field("", description="object storage region; empty: botocore's default (`AWS_DEFAULT_REGION`, `~/.aws/config`, else `us-east-1`)")
+    aws_access_key_id: str = Field("", repr=False, description="object storage access key; empty: botocore's credential chain (`~/.aws`, instance roles)")
+    aws_secret_access_key: SecretStr = Field(SecretStr(""), description="object storage secret key")
     data_dir: Path = Field(Path("./data"), description="where the embedded database, ledger state and blobs live")
     host: str = Field("127.0.0.1", description="address `serve` binds to (`--host` overrides)")
     port: int = Field(8000, ge=0, le=65535, description="port `serve` binds to (`--port` overrides)")

@@ -24,6 +24,7 @@ from tests.clients import OPERATOR_TOKEN
 pytest_plugins = [
     "tests.model_fixtures",  # embedder
     "tests.redis_fixtures",  # redis_url, redis_server
+    "tests.seaweed_fixtures",  # seaweedfs
     "tests.ledger.fixtures",  # ledger, rpc, payer
     "tests.fake_anthropic",  # fake
     "tests.library_fixtures",  # url, client

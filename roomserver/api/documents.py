@@ -140,14 +140,7 @@ async def download(request: Request) -> Response:
     path = lib.blobs.path(cid)
     if path is not None and path.is_file():
         return FileResponse(path, media_type=doc.content_type, headers=headers)
-    stream = await lib.blobs.open(cid)
-
-    def chunks() -> Any:
-        with stream:
-            while piece := stream.read(1 << 16):
-                yield piece
-
-    return StreamingResponse(chunks(), media_type=doc.content_type, headers=headers)
+    return StreamingResponse(await lib.blobs.stream(cid), media_type=doc.content_type, headers=headers)
 
 
 def content_disposition(filename: str) -> str:

@@ -11,7 +11,7 @@ origin.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, Response, StreamingResponse
 
 from roomserver.api.guard import app_state
 from roomserver.api.http import Endpoint, client_key
@@ -36,7 +36,7 @@ async def get_blob(request: Request) -> Response:
     path = state.public_blobs.path(cid)
     if path is not None:
         return FileResponse(path, media_type=content_type, headers=headers, stat_result=None)
-    return Response(await state.public_blobs.get(cid), media_type=content_type, headers=headers)
+    return StreamingResponse(await state.public_blobs.stream(cid), media_type=content_type, headers=headers)
 
 
 ENDPOINTS = [

@@ -5,7 +5,8 @@ of some bytes is kept; later puts of the same bytes return the same CID and leav
 Every method that takes a CID raises BadRequest(code="invalid_cid") for a malformed one and
 NotFound(code="blob_not_found") when the store does not hold it.
 
-Implementations: `MemoryBlobStore` (tests, one process) and `LocalBlobStore` (a directory).
+Implementations: `MemoryBlobStore` (tests, one process), `LocalBlobStore` (a directory: one
+node) and `S3BlobStore` (store/s3blobs.py: S3-compatible object storage shared by many nodes).
 
 Namespaces: a deployment keeps two stores of this one Protocol, never mixed. `public/` holds
 what was published on purpose (NFT metadata and card images) and is what `GET /ipfs/{cid}`
@@ -51,6 +52,10 @@ class BlobStore(Protocol):
     async def open(self, cid: str) -> BinaryIO:
         """A readable binary file object positioned at the start; the caller closes it."""
 
+    async def stream(self, cid: str) -> AsyncIterator[bytes]:
+        """The blob's bytes in pieces, for a response body. NotFound comes from this call,
+        before any piece; the iterator releases what it holds when exhausted or closed."""
+
     async def exists(self, cid: str) -> bool: ...
 
     async def content_type(self, cid: str) -> str:
@@ -75,8 +80,22 @@ def check_content_type(content_type: str) -> str:
     return content_type
 
 
-def _missing(cid: str) -> NotFound:
+def missing_blob(cid: str) -> NotFound:
+    """The one NotFound every store raises for a CID it does not hold."""
     return NotFound("no such blob", code="blob_not_found", details={"cid": cid})
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def _pieces(file: BinaryIO) -> AsyncIterator[bytes]:
+    """`file` read to its end in worker threads, then closed."""
+    try:
+        while piece := await asyncio.to_thread(file.read, COPY_CHUNK):
+            yield piece
+    finally:
+        file.close()
 
 
 class MemoryBlobStore:
@@ -104,6 +123,9 @@ class MemoryBlobStore:
     async def open(self, cid: str) -> BinaryIO:
         return io.BytesIO(self._entry(cid)[0])
 
+    async def stream(self, cid: str) -> AsyncIterator[bytes]:
+        return _one(self._entry(cid)[0])
+
     async def exists(self, cid: str) -> bool:
         parse_cid(cid)
         return cid in self._blobs
@@ -128,7 +150,7 @@ class MemoryBlobStore:
         try:
             return self._blobs[cid]
         except KeyError:
-            raise _missing(cid) from None
+            raise missing_blob(cid) from None
 
 
 class LocalBlobStore:
@@ -166,7 +188,10 @@ class LocalBlobStore:
         try:
             return await asyncio.to_thread(file.open, "rb")
         except FileNotFoundError:
-            raise _missing(cid) from None
+            raise missing_blob(cid) from None
+
+    async def stream(self, cid: str) -> AsyncIterator[bytes]:
+        return _pieces(await self.open(cid))
 
     async def exists(self, cid: str) -> bool:
         return await asyncio.to_thread(self._file(cid).is_file)
@@ -240,12 +265,12 @@ class LocalBlobStore:
         try:
             return self._file(cid).read_bytes()
         except FileNotFoundError:
-            raise _missing(cid) from None
+            raise missing_blob(cid) from None
 
     def _read_type(self, cid: str) -> str:
         file = self._file(cid)
         if not file.is_file():
-            raise _missing(cid)
+            raise missing_blob(cid)
         try:
             return file.with_name(file.name + ".type").read_text("ascii").strip()
         except FileNotFoundError:
