@@ -277,7 +277,7 @@ async def open_object_store(settings: Settings, stack: AsyncExitStack, state: Ap
     public, private = (S3BlobStore(client, where.bucket, f"{where.prefix}{name}/", spool_dir=spool,
                                    part_size=settings.blob_part_size_bytes) for name in (PUBLIC, PRIVATE))
     state.public_blobs, state.private_blobs = public, private
-    endpoint = settings.aws_endpoint_url or "AWS S3"
+    endpoint = redact_url(settings.aws_endpoint_url) or "AWS S3"
     state.modes["blobs"] = f"object storage s3://{where.bucket}/{where.prefix} at {endpoint}"
     state.health_checks["blobs"] = private.health
 

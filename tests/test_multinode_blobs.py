@@ -23,6 +23,7 @@ from tests.servers import run_process
 from tests.ws_client import create_room
 
 Nodes = dict[str, str]
+OPERATOR = "operator-token-for-the-blob-test"
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +37,10 @@ def nodes(database_url: str, redis_url: str, seaweedfs: SeaweedFS, bucket: str,
     origin_port = free_port()
     base = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LOG_LEVEL": "warning",
             "PUBLIC_ORIGIN": f"http://127.0.0.1:{origin_port}",
-            "BLOB_STORE_URL": f"s3://{bucket}/deploy", **seaweedfs.env()}
+            "BLOB_STORE_URL": f"s3://{bucket}/deploy", "OPERATOR_TOKEN": OPERATOR, **seaweedfs.env()}
     logs = tmp_path_factory.mktemp("logs")
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    urls: Nodes = {}
+    urls: Nodes = {"bucket": bucket}
     with contextlib.ExitStack() as stack:
         for name, port, extra in (("a", origin_port, {"INGEST_CONCURRENCY": "0"}), ("b", free_port(), {})):
             urls[f"dir_{name}"] = str(tmp_path_factory.mktemp(f"node-{name}"))
@@ -55,6 +56,10 @@ async def test_upload_on_a_ingested_by_b_downloaded_on_either_never_by_cid(nodes
         for node in (a, b):
             health = await node.get("/health")
             assert health.status_code == 200 and health.json()["status"] == "ok", health.text
+            detail = await node.get("/health/detail", headers={"Authorization": f"Bearer {OPERATOR}"})
+            blobs = detail.json()["components"]["blobs"]
+            assert blobs["ok"] is True and blobs["detail"]["bucket"] == nodes["bucket"], detail.text
+            assert blobs["mode"].startswith(f"object storage s3://{nodes['bucket']}/deploy/")
         alice = await sign_in(a)
         content = f"Shared storage {uuid.uuid4()}: the mitochondrion makes ATP.\n".encode()
         uploaded = await upload(a, alice, content, "atp.txt")
