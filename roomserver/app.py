@@ -377,7 +377,7 @@ async def open_gate_cache(settings: Settings, stack: AsyncExitStack, modes: dict
     if not settings.redis_url:
         modes["gating"] = "gate decisions cached in memory (this node)"
         return MemoryGateCache()
-    client = redis_client(settings.redis_url)
+    client = redis_client(settings.redis_url, cluster=settings.redis_cluster)
     stack.push_async_callback(client.aclose)
     modes["gating"] = "gate decisions cached in Redis (shared by every node)"
     return RedisGateCache(client)

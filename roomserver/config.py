@@ -56,6 +56,7 @@ Flag = Annotated[bool, BeforeValidator(_flag)]
 class Settings:
     database_url: str = Field("", repr=False, description="PostgreSQL URL (needs the `vector` extension available); empty starts an embedded PostgreSQL + pgvector in `DATA_DIR`")
     redis_url: str = Field("", repr=False, description="Redis URL for cross-node fan-out and presence; empty runs a single node in memory")
+    redis_cluster: Flag = Field(False, description="`REDIS_URL` names a node of a Redis Cluster (7+): room fan-out uses sharded pub/sub, a room's keys share one hash slot (docs/operations.md)")
     solana_rpc_url: str = Field("", description="Solana JSON-RPC URL; empty starts the local ledger")
     solana_chain_id: str = Field("localnet", description="chain ID that sign-in messages must name (`mainnet`, `devnet`, ...)")
     anthropic_api_key: SecretStr = Field(SecretStr(""), description="enables the Claude tutor; empty runs the offline tutor")

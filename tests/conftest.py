@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.model_fixtures",  # embedder
     "tests.redis_fixtures",  # redis_url, redis_server
     "tests.seaweed_fixtures",  # seaweedfs
+    "tests.redis_cluster_fixtures",  # redis_cluster
     "tests.ledger.fixtures",  # ledger, rpc, payer
     "tests.fake_anthropic",  # fake
     "tests.library_fixtures",  # url, client

@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from roomserver.errors import Unavailable
@@ -53,9 +54,16 @@ GLOBAL_NOTIFICATIONS = "global:notifications"
 
 
 
-def redis_client(url: str) -> aioredis.Redis:
+def redis_client(url: str, *, cluster: bool = False) -> Any:
     """A command client that survives a Redis restart: stale pooled connections are pinged
-    before use and a failed command is retried on a fresh connection (3 times, backing off)."""
+    before use and a failed command is retried on a fresh connection (3 times, backing off).
+    With `cluster`, a `RedisCluster` seeded by `url` (it follows MOVED and failovers; keys of
+    one multi-key command or transaction must share a hash tag)."""
+    if cluster:
+        return RedisCluster.from_url(
+            url, socket_connect_timeout=3, socket_timeout=3,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 6),
+        )
     return aioredis.Redis.from_url(
         url, socket_connect_timeout=3, socket_timeout=3, health_check_interval=10,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
@@ -119,7 +127,16 @@ class MemoryBroker:
 
 
 class RedisBroker:
-    """Redis pub/sub with a supervised listener and one pipelined publishing connection."""
+    """Redis pub/sub with a supervised listener and one pipelined publishing connection.
+
+    The class attributes name the pub/sub dialect; `ShardListener` (realtime/broker_cluster.py)
+    reuses this listener for sharded pub/sub on one cluster node.
+    """
+
+    SUBSCRIBE = "SUBSCRIBE"
+    UNSUBSCRIBE = "UNSUBSCRIBE"
+    MESSAGE = b"message"
+    SUBSCRIBED = b"subscribe"
 
     def __init__(
         self,
@@ -222,14 +239,14 @@ class RedisBroker:
         if fresh and self._live:
             confirmed = asyncio.get_running_loop().create_future()
             self._confirm.setdefault(channel, []).append(confirmed)
-            await self._send("SUBSCRIBE", channel)
+            await self._send(self.SUBSCRIBE, channel)
             # wait until Redis confirms, so a publish right after cannot overtake it
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(confirmed), self._connect_timeout)
 
     async def unsubscribe(self, channel: str) -> None:
         if self._handlers.pop(channel, None) is not None and self._live:
-            await self._send("UNSUBSCRIBE", channel)
+            await self._send(self.UNSUBSCRIBE, channel)
 
     def on_resubscribed(self, hook: ResubscribedHook) -> None:
         self._hooks.append(hook)
@@ -276,7 +293,7 @@ class RedisBroker:
         self._live = True
         await self._pubsub.connection.send_command("PING")
         if channels:
-            await self._pubsub.connection.send_command("SUBSCRIBE", *channels)
+            await self._pubsub.connection.send_command(self.SUBSCRIBE, *channels)
         self._healthy = True
         self._connected.set()
 
@@ -285,9 +302,13 @@ class RedisBroker:
         awaiting_pong = False
         while True:
             # push_request=True: without it redis-py 8 never returns pub/sub replies here
-            response = await conn.read_response(
-                timeout=self._ping_interval, disconnect_on_error=False, push_request=True
-            )
+            try:
+                response = await conn.read_response(
+                    timeout=self._ping_interval, disconnect_on_error=False, push_request=True
+                )
+            except ResponseError as exc:  # an error reply to one command; the link is fine
+                self._error_reply(exc)
+                continue
             if response is None:
                 if awaiting_pong:
                     raise ConnectionError("redis did not answer a ping")
@@ -298,14 +319,23 @@ class RedisBroker:
             if not (isinstance(response, list) and len(response) == 3):
                 continue
             kind, channel = response[0], response[1].decode()
-            if kind == b"message":
+            if kind == self.MESSAGE:
                 handler = self._handlers.get(channel)
                 if handler is not None:
                     _dispatch(handler, channel, response[2])
-            elif kind == b"subscribe":
+            elif kind == self.SUBSCRIBED:
                 for future in self._confirm.pop(channel, ()):
                     if not future.done():
                         future.set_result(None)
+            else:
+                self._other_reply(kind, channel)
+
+    def _error_reply(self, exc: ResponseError) -> None:
+        """An error answer to a (un)subscribe on a live link: plain Redis has none to expect."""
+        raise exc
+
+    def _other_reply(self, kind: bytes, channel: str) -> None:
+        """Any other pub/sub reply (an unsubscribe confirmation): nothing to do here."""
 
     async def _run_hooks(self) -> None:
         channels = frozenset(self._handlers)

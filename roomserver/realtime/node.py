@@ -67,6 +67,7 @@ from roomserver.realtime.broker import (
     room_messages,
     room_presence,
 )
+from roomserver.realtime.broker_cluster import ClusterBroker
 from roomserver.realtime.history import Author, History, RowWriter, Written
 from roomserver.realtime.hub import Connection, Hub
 from roomserver.realtime.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
@@ -595,11 +596,13 @@ async def open_realtime(settings: Settings, stack: AsyncExitStack, history: Hist
     broker: Broker
     store: Presence
     if settings.redis_url:
-        broker = RedisBroker(settings.redis_url)
-        client = redis_client(settings.redis_url)
+        cluster = settings.redis_cluster
+        broker = ClusterBroker(settings.redis_url) if cluster else RedisBroker(settings.redis_url)
+        client = redis_client(settings.redis_url, cluster=cluster)
         stack.push_async_callback(client.aclose)
         store = RedisPresence(client, ttl=config.presence_ttl)
-        modes["redis"] = f"Redis pub/sub + presence at {redact_url(settings.redis_url)}"
+        kind = "Redis Cluster sharded pub/sub" if cluster else "Redis pub/sub"
+        modes["redis"] = f"{kind} + presence at {redact_url(settings.redis_url)}"
     else:
         broker, store = MemoryBroker(), MemoryPresence(ttl=config.presence_ttl)
         modes["redis"] = "in-memory broker and presence (single node; set REDIS_URL for several)"

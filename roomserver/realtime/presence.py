@@ -5,8 +5,9 @@ Two layers:
   a user is present while any node holds an unexpired entry for them, so two tabs (even on
   two nodes) are one member, and a crashed node's users vanish once its entries expire
   (`ttl`, ~60 s; live nodes refresh every `ttl / 3`). `MemoryPresence` serves one node;
-  `RedisPresence` keeps per room a sorted set `presence:{room}:conns` of `user\\x1fnode`
-  scored by expiry and a hash `presence:{room}:info` of member JSON. Typing is not stored at
+  `RedisPresence` keeps per room a sorted set `presence:{room:ID}:conns` of `user\\x1fnode`
+  scored by expiry and a hash `presence:{room:ID}:info` of member JSON (`{room:ID}` is a
+  hash tag: both keys share one slot, so the MULTI in `add` works on a Redis Cluster). Typing is not stored at
   all: `typing_status` frames are relayed (ephemeral) and nobody asks who is typing.
 - `PresenceTracker`: this node's view. It counts connections per (room, user), refreshes
   its entries on `heartbeat()`, and debounces leaves: the last connection closing starts
@@ -108,7 +109,7 @@ class RedisPresence:
         self._r, self.ttl, self._prefix = client, ttl, prefix
 
     def _keys(self, room_id: str) -> tuple[str, str]:
-        base = f"{self._prefix}:{room_id}"
+        base = f"{self._prefix}:{{room:{room_id}}}"  # one hash slot per room on a cluster
         return f"{base}:conns", f"{base}:info"
 
     async def _users(self, conns_key: str, now: float) -> set[str]:
