@@ -31,7 +31,8 @@ async def serve_asgi(app: ASGIApplication, port: int, *, lifespan: str = "on",
     """Serve an ASGI app with uvicorn on 127.0.0.1:`port` in this loop; yields the base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             ws_per_message_deflate=False, ws_max_size=MAX_FRAME_BYTES,
-                            lifespan=lifespan, timeout_graceful_shutdown=5)
+                            lifespan=lifespan, timeout_graceful_shutdown=5,
+                            proxy_headers=False)  # as `serve`: only FORWARDED_ALLOW_IPS, in the app
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:

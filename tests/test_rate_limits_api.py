@@ -104,6 +104,13 @@ async def test_forwarded_for_is_believed_from_a_trusted_proxy_only(proxied_url: 
         assert await anonymous(direct, "192.0.2.2") == 429, "X-Forwarded-For from an untrusted peer was believed"
 
 
+async def test_forwarded_for_is_ignored_without_trusted_proxies(base_url: str) -> None:
+    """FORWARDED_ALLOW_IPS empty (the default): even loopback's X-Forwarded-For is not believed."""
+    async with from_address(base_url, "127.0.0.1") as local:
+        assert (await spend(local, "192.0.2.50"))[-1] == 429
+        assert await anonymous(local, "192.0.2.51") == 429
+
+
 async def test_ipv6_clients_share_a_bucket_per_64(proxied_url: str) -> None:
     async with from_address(proxied_url, PROXY) as proxy:
         assert (await spend(proxy, "2001:db8:1:2::1"))[-1] == 429

@@ -25,6 +25,7 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +204,6 @@ class EmbeddedPostgres:
         self.home.chmod(0o700)
         socket_dir = self.home / "run"
         if len(str(socket_dir)) > _MAX_SOCKET_DIR:
-            import tempfile
-
             socket_dir = Path(tempfile.mkdtemp(prefix="rs-pg-"))  # 0700, a fresh name
             self._socket_dir = socket_dir
         socket_dir.mkdir(mode=0o700, exist_ok=True)
