@@ -109,7 +109,8 @@ async def test_rest_ask_streams_server_sent_events_and_lists_threads(
     assert [f["index"] for f in frames] == list(range(len(frames)))
     assert frames[0]["question"] == QUESTION and frames[0]["mode"] == "claude"
     assert "[Biology Textbook p.14]" in [s["cite"] for s in frames[0]["sources"]]
-    assert [f["text"] for f in frames[1:-1]] == PIECES
+    # deltas are the model's pieces, regrouped at the sanitiser's safe cuts (tutor/sanitize.py)
+    assert "".join(f["text"] for f in frames[1:-1]) == "".join(PIECES) and len(frames) > 3
     done = frames[-1]
     assert done["done"] and done["text"] == "".join(PIECES) and done["message_seq"] >= 1
     assert fake.requests[-1].body["model"] == "claude-test-2"
@@ -164,7 +165,8 @@ async def test_socket_question_reaches_members_on_two_nodes_in_order(
             answer = [f for f in client.frames
                       if f["type"] == "socratic_response" and f["answer_id"] == done["answer_id"]]
             assert [f["index"] for f in answer] == list(range(len(answer)))
-            assert [f["text"] for f in answer[1:-1]] == PIECES and all(f["ephemeral"] for f in answer[1:-1])
+            assert "".join(f["text"] for f in answer[1:-1]) == "".join(PIECES)  # regrouped at safe cuts
+            assert len(answer) > 3 and all(f["ephemeral"] for f in answer[1:-1])
             assert answer[0]["ref"] == "ask-1" and answer[0]["asked_by"] == student.user_id
             stored = await seen_or_next(client, lambda f: f["type"] == "new_message"
                                         and f["message"]["kind"] == "tutor")
