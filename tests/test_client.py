@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,16 @@ async def test_a_kick_ends_the_socket_with_its_close_code(alice: Client, bob: Cl
         assert closed.value.code == CloseCode.KICKED and not closed.value.reconnectable
         with pytest.raises(Closed):
             await b.chat("after the kick")
+
+
+async def test_the_documented_example_runs(base_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "client.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.rstrip().endswith("asyncio.run(main())") and len(code.splitlines()) <= 30
+    scope: dict[str, object] = {}
+    exec(code.replace("http://127.0.0.1:8000", base_url).replace("asyncio.run(main())", ""), scope)
+    async with asyncio.timeout(60):
+        await scope["main"]()  # type: ignore[operator]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("stored as seq ") and out[1].endswith(" Is entropy a state function?")
+    assert out[-1] == "404 room_not_found"
