@@ -91,7 +91,7 @@ class SeaweedFS:
             return
         self.process.terminate()
         try:
-            self.process.wait(15)
+            self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)

@@ -21,7 +21,6 @@ from roomserver.store.s3blobs import (
     MIN_PART_SIZE,
     S3BlobStore,
     S3Credentials,
-    S3Location,
     ensure_bucket,
     open_s3,
 )
@@ -164,14 +163,25 @@ async def test_an_unreachable_store_is_unavailable_not_a_crash(tmp_path: Path) -
         assert (await store.health())["ok"] is False
 
 
-def test_locations_parse_and_refuse() -> None:
-    assert S3Location.parse("s3://roomserver-blobs") == S3Location("roomserver-blobs", "")
-    assert S3Location.parse("s3://roomserver-blobs/prod/eu/") == S3Location("roomserver-blobs", "prod/eu/")
-    for bad in ("s3://rs/x", "http://bucket/x", "s3://Upper/x", "s3://-bad/x", ""):
-        with pytest.raises(ValueError):
-            S3Location.parse(bad)
-
-
 def test_part_size_below_the_s3_minimum_is_refused(s3: Any) -> None:
     with pytest.raises(ValueError):
         S3BlobStore(s3, "bucket", "p/", part_size=MIN_PART_SIZE - 1)
+
+
+async def test_a_multipart_upload_holds_about_one_part_in_memory(
+        s3: Any, bucket: str, tmp_path: Path) -> None:
+    import tracemalloc
+
+    store = S3BlobStore(s3, bucket, f"t-{uuid.uuid4().hex[:8]}/private/", part_size=MIN_PART_SIZE)
+    source = tmp_path / "large.bin"
+    with source.open("wb") as out:
+        for _ in range(8):
+            out.write(os.urandom(MIN_PART_SIZE))  # 40 MiB, 8 parts
+    tracemalloc.start()
+    try:
+        cid = await store.put_file(source, "application/pdf")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert await store.exists(cid)
+    assert peak < 3 * MIN_PART_SIZE, f"peak {peak / 2**20:.1f} MiB for a 40 MiB file"

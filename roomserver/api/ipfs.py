@@ -41,5 +41,5 @@ async def get_blob(request: Request) -> Response:
 
 ENDPOINTS = [
     Endpoint("GET", "/ipfs/{cid}", get_blob, "A published blob (NFT metadata or card image) by its CIDv1 (raw, sha2-256, base32); never an upload", "ipfs",
-             auth=False, also=(304,), errors=(400, 404), produces="application/octet-stream"),
+             auth=False, also=(304,), errors=(400, 404, 503), produces="application/octet-stream"),
 ]
