@@ -53,7 +53,7 @@ from roomserver.library.ingest import Ingestor
 from roomserver.library.search import vector_census
 from roomserver.nft import minting as nft
 from roomserver.protocol import Achievement, HighlightCreate
-from roomserver.ratelimit import RateLimiter, Slots
+from roomserver.ratelimit import LimiterFactory, Slots, limiters
 from roomserver.realtime.broker import redis_client
 from roomserver.realtime.frames import Frames, Hooks, TutorHandler
 from roomserver.realtime.history import History
@@ -153,12 +153,13 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     chain, rpc_url = await open_solana(settings, stack, modes)
 
     per_second = settings.rate_limit_per_minute / 60
+    limit = open_limiters(settings, stack, modes)
     state = AppState(
         settings=settings,
         db=pool,
         sessions=SessionStore(pool, timedelta(seconds=settings.session_ttl_seconds)),
-        user_limiter=RateLimiter(rate=per_second, burst=max(10, settings.rate_limit_per_minute // 4)),
-        ip_limiter=RateLimiter(rate=per_second * 4, burst=max(40, settings.rate_limit_per_minute)),
+        user_limiter=limit("rest-user", per_second, max(10, settings.rate_limit_per_minute // 4)),
+        ip_limiter=limit("ip", per_second * 4, max(40, settings.rate_limit_per_minute)),
         user_sockets=Slots(settings.ws_sockets_per_user, code="too_many_sockets", what="sockets of this user"),
         ip_sockets=Slots(settings.ws_sockets_per_ip, code="too_many_sockets", what="sockets from this address"),
         modes=modes,
@@ -195,9 +196,10 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     await open_blobs(settings, stack, state)
     state.nft = nft.from_settings(settings, pool, chain, state.public_blobs, state.rooms, modes)
     await open_library(settings, stack, state, embedder)
-    state.tutor, tutor_handler = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes)
+    state.tutor, tutor_handler = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes,
+                                            limiters=limit)
     link_room_events(state)
-    state.frames = Frames(state.realtime, history, frame_hooks(state, tutor_handler))
+    state.frames = Frames(state.realtime, history, frame_hooks(state, tutor_handler), limiters=limit)
     return state
 
 
@@ -370,6 +372,17 @@ async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str
     client = AsyncClient(url, commitment=Confirmed, timeout=timeout)
     stack.push_async_callback(client.close)
     return ChainReader(client, timeout_seconds=timeout), url
+
+
+def open_limiters(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> LimiterFactory:
+    """Per-minute limits counted in Redis (shared by every node) with REDIS_URL, else in memory."""
+    if not settings.redis_url:
+        modes["limits"] = "rate limits counted in memory (this node)"
+        return limiters(None)
+    client = redis_client(settings.redis_url, cluster=settings.redis_cluster)
+    stack.push_async_callback(client.aclose)
+    modes["limits"] = "rate limits counted in Redis (shared by every node)"
+    return limiters(client)
 
 
 async def open_gate_cache(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> GateCache:

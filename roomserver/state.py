@@ -20,7 +20,7 @@ from roomserver.library.embeddings import Embedder
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
 from roomserver.nft.minting import NftService
-from roomserver.ratelimit import RateLimiter, Slots
+from roomserver.ratelimit import Limiter, Slots
 from roomserver.realtime.frames import Frames
 from roomserver.realtime.node import Realtime
 from roomserver.rooms import RoomService
@@ -35,8 +35,8 @@ class AppState:
     settings: Settings
     db: asyncpg.Pool
     sessions: SessionStore
-    user_limiter: RateLimiter
-    ip_limiter: RateLimiter
+    user_limiter: Limiter
+    ip_limiter: Limiter
     user_sockets: Slots
     """Open sockets per user on this node (WS_SOCKETS_PER_USER)."""
     ip_sockets: Slots

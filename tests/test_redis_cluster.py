@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from roomserver.errors import RateLimited
+from roomserver.ratelimit import limiters
 from roomserver.realtime.broker import redis_client
 from roomserver.realtime.broker_cluster import ClusterBroker, room_tag, tagged
 from roomserver.realtime.presence import RedisPresence
@@ -80,6 +82,29 @@ async def test_presence_keys_of_a_room_share_a_slot(redis_cluster: RedisClusterU
         assert await store.remove("p1", "u1", "node-b") is True
     finally:
         await client.aclose()
+
+
+async def test_rate_limits_on_the_cluster_are_shared_and_hash_tagged(
+        redis_cluster: RedisClusterUnderTest) -> None:
+    clients = [redis_client(redis_cluster.nodes[i].address.join(("redis://", "/0")), cluster=True)
+               for i in (0, 4)]  # two "nodes", seeded from different cluster nodes
+    try:
+        make = [limiters(client) for client in clients]
+        rooms = [make[i]("tutor-room", 0.01, 5) for i in (0, 1)]
+        admitted = 0
+        for i in range(12):
+            with contextlib.suppress(RateLimited):
+                await rooms[i % 2].hit("room:lim1")
+                admitted += 1
+        assert admitted == 5  # one budget, wherever the check ran
+        key = "ratelimit:tutor-room:{room:lim1}"
+        assert redis_cluster.owner(room_tag("lim1")).cli("EXISTS", key) == "1"  # the room's shard
+        users = make[0]("ws-chat", 1, 3)
+        for user in ("u1", "u2", "u3"):
+            await users.hit(user)  # one key each: any shard, no cross-slot command
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,7 @@ def _signin(request: Request) -> SignIn:
 
 async def challenge(request: Request) -> Response:
     state = app_state(request)
-    state.ip_limiter.check(client_key(request))
+    await state.ip_limiter.hit(client_key(request))
     body = await read_body(request, ChallengeRequest)
     issued = await _signin(request).challenge(body.address)
     return reply(ChallengeResponse(nonce=issued.nonce, message=issued.message,
@@ -105,7 +105,7 @@ async def challenge(request: Request) -> Response:
 
 async def verify(request: Request) -> Response:
     state = app_state(request)
-    state.ip_limiter.check(client_key(request))
+    await state.ip_limiter.hit(client_key(request))
     body = await read_body(request, VerifyRequest)
     done = await _signin(request).verify(body.public_key, body.message, body.signature,
                                          ip=client_ip(request),

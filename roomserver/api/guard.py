@@ -41,13 +41,13 @@ async def authenticate(request: Request) -> Session:
     token = bearer_token(request)
     session = None if token is None else await state.sessions.resolve(token)
     if session is None:
-        state.ip_limiter.check(client_key(request))
+        await state.ip_limiter.hit(client_key(request))
         if token is None:
             raise errors.Unauthorized("sign in first: send Authorization: Bearer <token>",
                                       code="not_authenticated")
         raise errors.Unauthorized("the session is unknown, expired or revoked",
                                   code="session_invalid")
-    state.user_limiter.check(str(session.user_id))
+    await state.user_limiter.hit(str(session.user_id))
     request.state.session = session
     return session
 
@@ -64,7 +64,7 @@ async def require_operator(request: Request) -> None:
                                code="operator_disabled")
     given = bearer_token(request) or ""
     if not hmac.compare_digest(given.encode(), expected.encode()):
-        state.ip_limiter.check(client_key(request))
+        await state.ip_limiter.hit(client_key(request))
         log.warning("operator request %s %s refused: wrong or missing token from %s",
                     request.method, request.url.path, client_key(request))
         raise errors.Unauthorized("send Authorization: Bearer <OPERATOR_TOKEN>",

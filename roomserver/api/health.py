@@ -86,7 +86,7 @@ class SharedProbe:
 
 async def health(request: Request) -> Response:
     state = app_state(request)
-    state.ip_limiter.check(client_key(request))
+    await state.ip_limiter.hit(client_key(request))
     shared: SharedProbe | None = getattr(request.app.state, "public_health", None)
     if shared is None:
         shared = request.app.state.public_health = SharedProbe()

@@ -26,7 +26,7 @@ SAFE_HEADERS = {
 
 async def get_blob(request: Request) -> Response:
     state = app_state(request)
-    state.ip_limiter.check(client_key(request))
+    await state.ip_limiter.hit(client_key(request))
     cid = request.path_params["cid"]
     parse_cid(cid)  # 400 invalid_cid
     content_type = await state.public_blobs.content_type(cid)  # 404 blob_not_found

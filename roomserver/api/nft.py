@@ -48,17 +48,17 @@ async def confirm(request: Request) -> Response:
     return reply(await _service(request).confirm(body.signature, session.user_id))
 
 
-def _public(request: Request) -> None:
-    app_state(request).ip_limiter.check(client_key(request))
+async def _public(request: Request) -> None:
+    await app_state(request).ip_limiter.hit(client_key(request))
 
 
 async def list_collections(request: Request) -> Response:
-    _public(request)
+    await _public(request)
     return reply(CollectionList(collections=await _service(request).collections()))
 
 
 async def get_collection(request: Request) -> Response:
-    _public(request)
+    await _public(request)
     return reply(await _service(request).collection(request.path_params["mint"]))
 
 

@@ -238,7 +238,7 @@ class RoomSocket:
     async def _run(self) -> None:
         try:
             ip = client_key(self.ws)
-            self.state.ip_limiter.check(ip)  # a handshake is unauthenticated work
+            await self.state.ip_limiter.hit(ip)  # a handshake is unauthenticated work
             self.slots.append(self.state.ip_sockets.claim(ip))
             room_id, last_seq = self._parse_target()
             self._check_origin()

@@ -41,7 +41,7 @@ from roomserver.protocol import (
     TypingStop,
     encode,
 )
-from roomserver.ratelimit import RateLimiter
+from roomserver.ratelimit import LimiterFactory, memory_limiters
 from roomserver.realtime.broker import room_documents, room_messages
 from roomserver.realtime.history import Author, History, RowWriter, Written
 from roomserver.realtime.node import Caller, Realtime
@@ -79,12 +79,15 @@ class Hooks:
 
 
 class Frames:
-    def __init__(self, node: Realtime, history: History, hooks: Hooks) -> None:
+    def __init__(self, node: Realtime, history: History, hooks: Hooks, *,
+                 limiters: LimiterFactory = memory_limiters) -> None:
+        """`limiters` makes the per-user chat and typing buckets (shared in Redis by the app)."""
         self._node, self._history, self._hooks = node, history, hooks
         config = node.config
-        self._chat_limiter = RateLimiter(config.chat_per_minute / 60, max(5, config.chat_per_minute // 6))
-        self._typing_limiter = RateLimiter(config.typing_per_minute / 60,
-                                           max(5, config.typing_per_minute // 6))
+        self._chat_limiter = limiters("ws-chat", config.chat_per_minute / 60,
+                                      max(5, config.chat_per_minute // 6))
+        self._typing_limiter = limiters("ws-typing", config.typing_per_minute / 60,
+                                        max(5, config.typing_per_minute // 6))
 
     async def handle(self, caller: Caller, frame: ClientFrame) -> str | None:
         """Carry out one decoded client frame; returns the encoded reply (ack, pong) or None.
@@ -99,7 +102,7 @@ class Frames:
             case Ping():
                 return encode(Pong())
             case TypingStart() | TypingStop():
-                self._typing_limiter.check(str(caller.user_id))
+                await self._typing_limiter.hit(str(caller.user_id))
                 await self._node.typing(caller, isinstance(frame, TypingStart))
                 return None
             case SocraticQuery() | SocraticCancel():
@@ -107,12 +110,12 @@ class Frames:
                     raise errors.Unavailable("the tutor is not available yet", code="tutor_unavailable")
                 return await self._hooks.tutor(caller, frame)
             case Kick():
-                self._chat_limiter.check(str(caller.user_id))
+                await self._chat_limiter.hit(str(caller.user_id))
                 await self._kick(caller, frame)
                 return _ack(frame.client_msg_id, None)
             case (ChatMessage() | DocumentShare() | HighlightCreate() | ReactionAdd() | ReactionRemove()
                   | MessageDelete() | MessagePin()):
-                self._chat_limiter.check(str(caller.user_id))
+                await self._chat_limiter.hit(str(caller.user_id))
                 return await self._durable(caller, frame)
             case Auth() | Resume():
                 raise errors.BadRequest(f"{frame.type} is not accepted in a room", code="unexpected_frame")

@@ -10,16 +10,14 @@ spend; stream counts are per process (each node enforces its own cap).
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 
 import asyncpg
 
 from roomserver.config import Settings
 from roomserver.errors import RateLimited
-from roomserver.ratelimit import RateLimiter
+from roomserver.ratelimit import LimiterFactory, memory_limiters
 from roomserver.tutor import store
 
 
@@ -31,13 +29,14 @@ def _seconds_to_midnight() -> float:
 
 class Budgets:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, *,
-                 clock: Callable[[], float] | None = None) -> None:
+                 limiters: LimiterFactory = memory_limiters) -> None:
+        """Per-minute question limits from `limiters` (shared in Redis by the app); the stream
+        caps are this node's (an answer streams from one node)."""
         s = settings
-        tick = clock or time.monotonic
-        self.per_user = RateLimiter(rate=s.tutor_user_questions_per_minute / 60,
-                                    burst=s.tutor_user_questions_per_minute, clock=tick)
-        self.per_room = RateLimiter(rate=s.tutor_room_questions_per_minute / 60,
-                                    burst=s.tutor_room_questions_per_minute, clock=tick)
+        self.per_user = limiters("tutor-user", s.tutor_user_questions_per_minute / 60,
+                                 s.tutor_user_questions_per_minute)
+        self.per_room = limiters("tutor-room", s.tutor_room_questions_per_minute / 60,
+                                 s.tutor_room_questions_per_minute)
         self.settings, self.pool = settings, pool
         self.user_streams: Counter[uuid.UUID] = Counter()
         self.room_streams: Counter[uuid.UUID] = Counter()
@@ -61,9 +60,14 @@ class Budgets:
         if self.room_streams[room_id] >= s.tutor_room_streams:
             raise RateLimited("this room has the most tutor answers streaming at once",
                               retry_after=1.0)
-        self.per_user.check(("user", user_id))
-        self.per_room.check(("room", room_id))
-        return Slot(self, room_id, user_id)
+        slot = Slot(self, room_id, user_id)  # held across the awaits below, so the caps hold
+        try:
+            await self.per_user.hit(f"user:{user_id}")
+            await self.per_room.hit(f"room:{room_id}")  # `{room:ID}`: the room's slot on a cluster
+        except BaseException:
+            slot.release()
+            raise
+        return slot
 
 
 class Slot:

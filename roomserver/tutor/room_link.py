@@ -22,6 +22,7 @@ from roomserver import errors
 from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder
 from roomserver.protocol import SocraticCancel, SocraticQuery
+from roomserver.ratelimit import LimiterFactory, memory_limiters
 from roomserver.realtime.frames import TutorHandler
 from roomserver.realtime.node import Caller, Realtime
 from roomserver.redact import redact_url
@@ -61,11 +62,13 @@ class RoomLink:
 
 
 def open_tutor(settings: Settings, stack: AsyncExitStack, pool: asyncpg.Pool, embedder: Embedder | None,
-               realtime: Realtime, modes: dict[str, str]) -> tuple[TutorService, TutorHandler]:
+               realtime: Realtime, modes: dict[str, str], *,
+               limiters: LimiterFactory = memory_limiters) -> tuple[TutorService, TutorHandler]:
     """The tutor service wired to the room's realtime path, and the frame handler to pass in
     the frame `Hooks`; `stack` closes the service (before realtime)."""
     link = RoomLink(realtime)
-    tutor = TutorService(settings, pool, embedder, emit=link.emit, store_final=link.store_final)
+    tutor = TutorService(settings, pool, embedder, emit=link.emit, store_final=link.store_final,
+                         limiters=limiters)
     link.tutor = tutor
     stack.push_async_callback(tutor.close)
     modes["tutor"] = (f"Claude ({settings.tutor_model}) at {redact_url(settings.anthropic_base_url) or 'api.anthropic.com'}"

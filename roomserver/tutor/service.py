@@ -27,6 +27,7 @@ from roomserver.errors import RoomserverError, Unavailable
 from roomserver.library.embeddings import Embedder, HashingEmbedder
 from roomserver.library.search import Hit, Scope, search
 from roomserver.protocol import SocraticResponse, SocraticSource, encode
+from roomserver.ratelimit import LimiterFactory, memory_limiters
 from roomserver.tutor import prompts, store
 from roomserver.tutor.budgets import Budgets, Slot
 from roomserver.tutor.claude import ClaudeBackend, Usage, make_client
@@ -81,12 +82,13 @@ class Answer:
 
 class TutorService:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, embedder: Embedder | None, *,
-                 emit: Emit, store_final: StoreFinal) -> None:
+                 emit: Emit, store_final: StoreFinal,
+                 limiters: LimiterFactory = memory_limiters) -> None:
         """`embedder` None (lexical-only library): retrieval is full text, and the offline tutor
         compares words (bag-of-words vectors) and takes any matching passage as covering."""
         self.settings, self.pool, self.embedder = settings, pool, embedder
         self.emit, self.store_final = emit, store_final
-        self.budgets = Budgets(settings, pool)
+        self.budgets = Budgets(settings, pool, limiters=limiters)
         self.offline = (OfflineTutor(embedder, min_score=settings.tutor_min_score) if embedder
                         else OfflineTutor(HashingEmbedder(), min_score=0.0))
         self.claude: ClaudeBackend | None = None

@@ -22,7 +22,7 @@ from roomserver import errors
 from roomserver.api.guard import authenticate, require_user
 from roomserver.api.http import Endpoint, error_response, read_body, reply, routes
 from roomserver.identity.sessions import TOKEN_PREFIX, Session
-from roomserver.ratelimit import RateLimiter
+from roomserver.ratelimit import MemoryLimiter
 
 TOKEN = TOKEN_PREFIX + "live"
 
@@ -80,8 +80,8 @@ def make_app(world: World) -> Starlette:
         Endpoint("POST", "/open-notes", post_note, "a declared body, no auth", "t", body=Note, auth=False),
         Endpoint("GET", "/public", public, "no auth", "t", auth=False),
     ]
-    state = SimpleNamespace(sessions=world.sessions, ip_limiter=RateLimiter(rate=1000, burst=1000),
-                            user_limiter=RateLimiter(rate=1000, burst=1000))
+    state = SimpleNamespace(sessions=world.sessions, ip_limiter=MemoryLimiter(rate=1000, burst=1000),
+                            user_limiter=MemoryLimiter(rate=1000, burst=1000))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:

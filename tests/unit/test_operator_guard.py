@@ -18,7 +18,7 @@ from roomserver import errors
 from roomserver.api.guard import authenticate, require_operator
 from roomserver.api.http import Endpoint, error_response, reply, routes
 from roomserver.config import Settings
-from roomserver.ratelimit import RateLimiter
+from roomserver.ratelimit import MemoryLimiter
 
 TOKEN = "op-secret-123"
 
@@ -30,7 +30,7 @@ def make_app(token: str, ran: list[str]) -> Starlette:
 
     endpoints = [Endpoint("POST", "/op", action, "an operator action", "t", auth=False, operator=True)]
     state = SimpleNamespace(settings=Settings.from_env({}, operator_token=token),
-                            ip_limiter=RateLimiter(rate=1000, burst=1000))
+                            ip_limiter=MemoryLimiter(rate=1000, burst=1000))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
