@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 import asyncpg
@@ -56,8 +57,11 @@ def test_private_socket_password_and_untouched_parents(tmp_path: Path) -> None:
             asyncio.run(connects(f"postgresql://postgres:guess@/postgres?host={pg.socket_dir}&port={pg.port}"))
         pid_lines = (pg.pgdata / "postmaster.pid").read_text().splitlines()
         assert pid_lines[5] == "", "the postmaster listens on a TCP address"  # LOCK_FILE_LINE_LISTEN_ADDR
+        if os.geteuid() == 0:  # a throwaway cluster the server's user cannot keep in DATA_DIR
+            assert pg.home.parent == Path(tempfile.gettempdir())
     finally:
         pg.stop()
+    assert not pg.home.exists() or pg.home == data_dir  # a throwaway cluster elsewhere is removed
 
 
 def test_a_trust_cluster_of_an_older_version_gets_a_password(tmp_path: Path) -> None:

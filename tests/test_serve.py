@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from roomserver.store.ports import free_port
 from tests.clients import OPERATOR, OPERATOR_TOKEN
 from tests.servers import wait_healthy
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path) -> Iterator[Path]:
+    """As root the embedded cluster of a DATA_DIR here lives outside it (pytest's folders are
+    private: store/pgembed.py); it is removed with the test's folder."""
+    yield tmp_path
+    home = (tmp_path / "data" / "postgres" / "pgdata").resolve().parent
+    if tmp_path not in home.parents:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_serve_with_no_environment(tmp_path: Path) -> None:

@@ -10,8 +10,9 @@ password, and a local process of the server's user still needs it.
 `initdb` refuses to run as root, so as root every server command runs as a dedicated system
 user (`roomserver-pg`), and no directory outside the server's own is ever chmodded: when that
 user cannot reach `DATA_DIR/postgres` (a parent is private, as `/root` and pytest's temporary
-folders are), the cluster lives in a directory of its own under `SERVER_HOME` instead, and
-`DATA_DIR/postgres/pgdata` is a symlink to it. The package's binaries must be reachable by that
+folders are), the cluster lives in a directory of its own instead (under `SERVER_HOME`, or for a
+throwaway `durable=False` one in the system's temporary folder), and `DATA_DIR/postgres/pgdata` is a
+symlink to it. The package's binaries must be reachable by that
 user (a virtualenv under a private home as root is refused with the reason).
 """
 
@@ -58,7 +59,7 @@ class EmbeddedPostgres:
     """One PostgreSQL server over `data_dir`. `start()` returns a URL; `stop()` stops it.
 
     `durable=False` turns off fsync for throwaway test databases (and, when the cluster had to
-    live under SERVER_HOME, deletes it at `stop()`). `port` only names the socket file.
+    live outside `data_dir`, deletes it at `stop()`). `port` only names the socket file.
     """
 
     data_dir: Path
@@ -216,15 +217,25 @@ class EmbeddedPostgres:
             self._own(self.pgdata)
 
     def _own_home(self, link: Path) -> Path:
-        """`SERVER_HOME/<digest of data_dir>`, linked from `data_dir/pgdata`."""
-        SERVER_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._own(SERVER_HOME)
-        SERVER_HOME.chmod(0o700)
-        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
-        home = SERVER_HOME / digest
-        home.mkdir(mode=0o700, exist_ok=True)
-        if not link.is_symlink():
-            link.symlink_to(home / "pgdata", target_is_directory=True)
+        """The server's own directory, linked from `data_dir/pgdata`: the one an earlier start
+        linked (if it is still there and the server's user or root owns it), else
+        `SERVER_HOME/<digest of data_dir>` for a durable cluster, or a fresh 0700 directory in
+        the system's temporary folder for a throwaway one (so a killed test run leaves its
+        cluster where the OS cleans up, not under SERVER_HOME)."""
+        assert self._user is not None
+        earlier = link.resolve().parent if link.is_symlink() else None
+        if earlier is not None and earlier.is_dir() and earlier.stat().st_uid in (0, self._user.pw_uid):
+            return earlier
+        if self.durable:
+            SERVER_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._own(SERVER_HOME)
+            SERVER_HOME.chmod(0o700)
+            home = SERVER_HOME / hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+            home.mkdir(mode=0o700, exist_ok=True)
+        else:
+            home = Path(tempfile.mkdtemp(prefix="rs-pgdata-"))
+        link.unlink(missing_ok=True)
+        link.symlink_to(home / "pgdata", target_is_directory=True)
         log.info("the embedded PostgreSQL's data is in %s (%s cannot reach %s; nothing was chmodded)",
                  home, SYSTEM_USER, self.data_dir)
         return home
