@@ -90,8 +90,8 @@ class SeaweedFS:
         if self.process is None:
             return
         self.process.terminate()
-        try:
-            self.process.wait(10)
+        try:  # weed server often outlives SIGTERM by more than 10 s here: its data is disposable
+            self.process.wait(5)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(10)
