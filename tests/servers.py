@@ -59,6 +59,11 @@ async def run_app(settings: Settings, *, embedder: Embedder | None = None) -> As
         yield url
 
 
+SERVE = ("-m", "roomserver", "serve")
+"""How every test node is started (`python` and these); the Dockerfile and deploy/compose.yaml
+run the same (tests/unit/test_compose.py)."""
+
+
 @contextlib.contextmanager
 def run_process(env: dict[str, str], *, port: int | None = None, log: Path | None = None,
                 args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
@@ -66,7 +71,7 @@ def run_process(env: dict[str, str], *, port: int | None = None, log: Path | Non
     port = port or free_port()
     out = open(log, "ab") if log else subprocess.DEVNULL
     proc = subprocess.Popen(
-        [sys.executable, "-m", "roomserver", "serve", "--port", str(port), *args],
+        [sys.executable, *SERVE, "--port", str(port), *args],
         env={**os.environ, "EMBEDDINGS_PRELOAD": "false", "VALIDATE_RESPONSES": "true", **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
