@@ -28,6 +28,7 @@ from roomserver import errors
 from roomserver.achievements import Achievements
 from roomserver.api import apidocs, asyncapi, auth, contract, health, ipfs, openapi, rooms, web
 from roomserver.api import documents as documents_api
+from roomserver.api import focus as focus_api
 from roomserver.api import messages as messages_api
 from roomserver.api import nft as nft_api
 from roomserver.api import operator as operator_api
@@ -38,6 +39,7 @@ from roomserver.api.limits import BodyLimit
 from roomserver.api.ws import routes as ws_routes
 from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings, SettingsError
+from roomserver.focus import FocusService
 from roomserver.gating.gatekeeper import GateCache, Gatekeeper, MemoryGateCache, RedisGateCache
 from roomserver.gating.recheck import LocalUsers, Rechecker
 from roomserver.gating.rooms import RoomGates
@@ -52,7 +54,7 @@ from roomserver.library.highlights import Highlights, RowWriter
 from roomserver.library.ingest import Ingestor
 from roomserver.library.search import vector_census
 from roomserver.nft import minting as nft
-from roomserver.protocol import Achievement, HighlightCreate
+from roomserver.protocol import Achievement, FocusState, HighlightCreate, encode
 from roomserver.ratelimit import LimiterFactory, Slots, limiters
 from roomserver.realtime.broker import redis_client
 from roomserver.realtime.frames import Frames, Hooks, TutorHandler
@@ -88,7 +90,8 @@ def start_recorder(settings: Settings, stack: AsyncExitStack, modes: dict[str, s
 
 def all_endpoints() -> list[Endpoint]:
     return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *messages_api.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS,
-            *documents_api.ENDPOINTS, *tutor_api.ENDPOINTS, *operator_api.ENDPOINTS]
+            *documents_api.ENDPOINTS, *tutor_api.ENDPOINTS, *operator_api.ENDPOINTS,
+            *focus_api.ENDPOINTS]
 
 
 def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starlette:
@@ -184,6 +187,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
                               gate_recheck_seconds=settings.gate_recheck_seconds,
                               on_event=on_event, removed=state.realtime.remove)
     start_rechecker(state, stack, state.realtime.local_users)
+    start_focus(state, stack)
 
     async def solana_health() -> dict[str, Any]:
         healthy = await chain.health()
@@ -405,6 +409,42 @@ def start_signin(state: AppState, stack: AsyncExitStack) -> None:
     state.purger = Purger(state.db, cap, interval=settings.purge_interval_seconds)
     state.purger.start()
     stack.push_async_callback(state.purger.close)
+
+
+FOCUS_TICK_SECONDS = 1.0
+"""How often each node looks for focus timers whose phase boundary passed."""
+
+
+def start_focus(state: AppState, stack: AsyncExitStack) -> FocusService:
+    """Focus timers: state frames through the realtime node's ephemeral path, presence from the
+    shared store, and a boundary loop (every FOCUS_TICK_SECONDS) stopped by `stack`."""
+    realtime = state.realtime
+
+    async def emit(room_id: uuid.UUID, focus: FocusState) -> None:
+        await realtime.emit(str(room_id), encode(focus))
+
+    async def present(room_id: uuid.UUID) -> set[uuid.UUID]:
+        return {uuid.UUID(u) for u in await realtime.present_users(str(room_id))}
+
+    state.focus = FocusService(state.db, state.rooms, emit=emit, present=present)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(FOCUS_TICK_SECONDS)
+            try:
+                await state.focus.tick()
+            except Exception:
+                log.exception("focus boundary tick failed; retrying next round")
+
+    task = asyncio.create_task(loop(), name="focus-tick")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+    stack.push_async_callback(stop)
+    return state.focus
 
 
 def start_rechecker(state: AppState, stack: AsyncExitStack, local_users: LocalUsers) -> Rechecker:

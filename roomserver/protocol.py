@@ -14,7 +14,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar, get_args
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 from roomserver.errors import BadRequest
 
@@ -175,6 +184,32 @@ class RoomInfo(Frame):
     room_type: str | None = None
 
 
+class FocusState(Frame):
+    """The room's focus timer (see docs/engagement.md "Focus timers"): sent on every change and
+    when a phase boundary passes, never per second; clients count down to `ends_at`.
+    `started_at` is when the current phase began (idle: when the room became idle);
+    `ends_at` is null while paused or idle; `paused_remaining` (seconds) only while paused."""
+
+    type: Literal["focus_state"] = "focus_state"
+    phase: Literal["work", "break", "paused", "idle"]
+    started_at: str
+    ends_at: str | None
+    paused_remaining: float | None
+    cycle: int
+    cycles: int
+    room_id: str | None = None
+    session_id: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _with_nulls(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]  # no return type: the JSON schema stays the model's
+        """`ends_at` and `paused_remaining` are on the wire even when null (the contract)."""
+        data = handler(self)
+        if isinstance(data, dict):
+            data.setdefault("ends_at", self.ends_at)
+            data.setdefault("paused_remaining", self.paused_remaining)
+        return data
+
+
 class Welcome(Frame):
     type: Literal["welcome"] = "welcome"
     you: Member
@@ -182,6 +217,8 @@ class Welcome(Frame):
     presence: list[Member]
     seq: Seq
     """The room's current seq: the last durable event written."""
+    focus: FocusState | None = None
+    """The room's focus timer as `focus_state` would carry it."""
 
 
 class Ack(Frame):
@@ -372,7 +409,7 @@ class Error(Frame):
 ServerFrame: TypeAlias = (
     Welcome | Ack | NewMessage | UserJoined | UserLeft | TypingStatus | DocumentShared
     | HighlightCreated | ReactionUpdated | MessageUpdated | AchievementEarned
-    | SocraticResponse | Recovered | Pong | Notification | Error
+    | SocraticResponse | Recovered | Pong | Notification | FocusState | Error
 )
 
 DURABLE_TYPES = frozenset(
@@ -380,9 +417,10 @@ DURABLE_TYPES = frozenset(
 )
 """Server frame types written to history with a room `seq`; never dropped silently."""
 
-EPHEMERAL_TYPES = frozenset({"typing_status", "socratic_response"})
+EPHEMERAL_TYPES = frozenset({"typing_status", "socratic_response", "focus_state"})
 """Server frame types a slow socket may miss (a tutor answer's deltas: its final text is stored
-and arrives as a durable `new_message`)."""
+and arrives as a durable `new_message`; a focus timer's state is in every `welcome` and at
+`GET /api/v1/rooms/{id}/focus`)."""
 
 def _types_of(union: Any) -> frozenset[str]:
     return frozenset(m.model_fields["type"].default for m in get_args(union))

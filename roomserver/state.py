@@ -10,6 +10,7 @@ import asyncpg
 
 from roomserver.achievements import Achievements
 from roomserver.config import Settings
+from roomserver.focus import FocusService
 from roomserver.gating.gatekeeper import Gatekeeper
 from roomserver.gating.recheck import Rechecker
 from roomserver.identity.purge import Purger
@@ -59,3 +60,4 @@ class AppState:
     highlights: Highlights = field(init=False)
     tutor: TutorService | None = None
     achievements: Achievements = field(init=False)
+    focus: FocusService = field(init=False)

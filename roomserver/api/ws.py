@@ -323,9 +323,10 @@ class RoomSocket:
             if await self._removed_meanwhile(caller, info.my_role is not None and info.is_active):
                 return
             self.phase = Phase.JOINED
+            focus = await self.state.focus.snapshot(caller.room_id)
             await self.outlet.send_now(encode(Welcome(
                 you=caller.member, presence=[_member(m) for m in members], seq=seq,
-                room=RoomInfo(id=room, name=info.name, room_type=info.room_type))))
+                room=RoomInfo(id=room, name=info.name, room_type=info.room_type), focus=focus)))
             up_to = seq if last_seq is None else await self._replay(caller, last_seq)
             if not await self.outlet.release(up_to):
                 await self.outlet.close(CloseCode.INSUFFICIENT_STATE, "recovery overflowed")

@@ -314,6 +314,10 @@ class Realtime:
         the shared presence store: every node's count (a crashed node's until they expire)."""
         return len(await self._store.members(room_id)), await self._store.nodes(room_id)
 
+    async def present_users(self, room_id: str) -> set[str]:
+        """The users present in the room through any node (the shared presence store)."""
+        return {str(m["user_id"]) for m in await self._store.members(room_id)}
+
     def local_users(self, room_id: str) -> set[str]:
         """The users with a socket in the room on this node."""
         return {str(who.user_id) for who in self._local.get(room_id, {}).values()}

@@ -37,6 +37,8 @@ class Room(BaseModel):
     updated_at: datetime
     closed_at: datetime | None
     my_role: Role | None = Field(description="the viewer's role, null when not a member")
+    focus_open: bool = Field(False, description="any member may control the focus timer "
+                                                "(else owner and moderators only)")
 
 
 class Participant(BaseModel):
@@ -136,6 +138,7 @@ class RoomChanges(BaseModel):
     topic: str | None = Field(None, max_length=100)
     tags: list[str] | None = Field(None, max_length=MAX_TAGS)
     max_participants: int | None = Field(None, ge=2, le=10000)
+    focus_open: bool | None = Field(None, description="let any member control the focus timer")
 
     @field_validator("tags")
     @classmethod
@@ -144,7 +147,7 @@ class RoomChanges(BaseModel):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> RoomChanges:
-        for name in ("name", "tags", "max_participants"):
+        for name in ("name", "tags", "max_participants", "focus_open"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         if "description" in self.model_fields_set and self.description is None:

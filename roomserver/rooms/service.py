@@ -63,7 +63,7 @@ async def _nobody_connected(room_id: str, user_id: str | None, reason: Reason, d
 
 _ROOM_COLUMNS = """r.id, r.name, r.description, r.topic, r.tags, r.room_type, r.owner_id,
     r.access_token_mint, r.access_nft_collection, r.min_token_amount, r.max_participants,
-    r.is_active, r.created_at, r.updated_at, r.closed_at,
+    r.is_active, r.created_at, r.updated_at, r.closed_at, r.focus_open,
     (SELECT count(*) FROM room_participants c WHERE c.room_id = r.id AND c.is_member)
         AS participant_count,
     (SELECT m.role FROM room_participants m

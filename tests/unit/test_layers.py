@@ -11,6 +11,7 @@ import roomserver
 ROOT = Path(roomserver.__file__).parent
 CORE_FORBIDDEN = ("roomserver.identity", "roomserver.gating", "roomserver.library",
                   "roomserver.nft", "roomserver.tutor", "roomserver.api", "roomserver.rooms",
+                  "roomserver.focus",
                   "roomserver.state", "roomserver.app")
 LEAVES = ("roomserver.config", "roomserver.errors", "roomserver.protocol")
 

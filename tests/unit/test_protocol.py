@@ -49,10 +49,14 @@ CLIENT: dict[str, st.SearchStrategy[Any]] = {
     "message_pin": st.builds(p.MessagePin, message_id=ids, pinned=st.booleans()),
     "kick": st.builds(p.Kick, user_id=ids, reason=opt(texts)),
 }
+focus = st.builds(
+    p.FocusState, phase=st.sampled_from(["work", "break", "paused", "idle"]), started_at=ids,
+    ends_at=opt(ids), paused_remaining=opt(st.floats(0, 7200)), cycle=st.integers(0, 12),
+    cycles=st.integers(0, 12), room_id=opt(ids), session_id=opt(ids))
 SERVER: dict[str, st.SearchStrategy[Any]] = {
     "welcome": st.builds(
         p.Welcome, you=member, room=st.builds(p.RoomInfo, id=ids, name=opt(texts)),
-        presence=st.lists(member, max_size=3), seq=seqs,
+        presence=st.lists(member, max_size=3), seq=seqs, focus=opt(focus),
     ),
     "ack": st.builds(p.Ack, client_msg_id=ids, seq=opt(seqs), message_id=opt(ids)),
     "new_message": st.builds(p.NewMessage, room_id=ids, seq=seqs, message=message),
@@ -85,6 +89,7 @@ SERVER: dict[str, st.SearchStrategy[Any]] = {
         p.Notification, kind=ids,
         data=st.dictionaries(ids, st.one_of(st.integers(-10**6, 10**6), texts, st.none()), max_size=4),
     ),
+    "focus_state": focus,
     "error": st.builds(p.Error, code=ids, message=texts, ref=opt(ids), retry_after=opt(st.floats(0, 100))),
 }
 
@@ -196,3 +201,15 @@ def test_arbitrary_json_only_raises_protocol_error(value: Any) -> None:
         assert exc.code in {"invalid_json", "invalid_frame", "unknown_type", "frame_too_large"}
     else:
         assert frame.type == value["type"]
+
+
+def test_focus_state_keeps_its_nulls_on_the_wire() -> None:
+    """The issue's contract: `ends_at` and `paused_remaining` are present even when null, also
+    inside `welcome.focus`."""
+    idle = p.FocusState(phase="idle", started_at="2026-01-01T00:00:00+00:00", ends_at=None,
+                        paused_remaining=None, cycle=0, cycles=0)
+    wire = orjson.loads(p.encode(idle))
+    assert wire == {"type": "focus_state", "phase": "idle", "started_at": "2026-01-01T00:00:00+00:00",
+                    "ends_at": None, "paused_remaining": None, "cycle": 0, "cycles": 0}
+    welcome = p.Welcome(you=p.Member(user_id="u"), room=p.RoomInfo(id="r"), presence=[], seq=0, focus=idle)
+    assert orjson.loads(p.encode(welcome))["focus"] == wire
