@@ -59,6 +59,20 @@ async def test_cluster_broker_routes_each_room_to_its_shard(redis_cluster: Redis
             await broker.publish(f"room:{room}:messages", room)
         await _until(lambda: len(got) == len(rooms))
         assert sorted(got) == sorted((f"room:{r}:messages", r.encode()) for r in rooms)
+        resubscribed: list[frozenset[str]] = []
+
+        async def hook(channels: frozenset[str]) -> None:
+            resubscribed.append(channels)
+
+        broker.on_resubscribed(hook)
+        for node in redis_cluster.nodes_alive():  # every listener loses its connection
+            node.cli("CLIENT", "KILL", "TYPE", "pubsub")
+        await _until(lambda: len(resubscribed) == 3 and broker.healthy)  # one per shard
+        assert frozenset().union(*resubscribed) == {f"room:{r}:messages" for r in rooms}
+        got.clear()
+        for room in rooms:  # each shard's SSUBSCRIBEs went out per slot (one for all is CROSSSLOT)
+            await broker.publish(f"room:{room}:messages", room)
+        await _until(lambda: len(got) == len(rooms))
         owner = redis_cluster.owner(tagged("room:r0:messages"))
         assert broker.shard_of("room:r0:messages") == owner.address
         assert owner.cli("PUBSUB", "SHARDNUMSUB", "{room:r0}:messages").split() == ["{room:r0}:messages", "1"]

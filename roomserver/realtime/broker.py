@@ -292,8 +292,8 @@ class RedisBroker:
         channels = list(self._handlers)
         self._live = True
         await self._pubsub.connection.send_command("PING")
-        if channels:
-            await self._pubsub.connection.send_command(self.SUBSCRIBE, *channels)
+        for group in self._batches(channels):
+            await self._pubsub.connection.send_command(self.SUBSCRIBE, *group)
         self._healthy = True
         self._connected.set()
 
@@ -329,6 +329,10 @@ class RedisBroker:
                         future.set_result(None)
             else:
                 self._other_reply(kind, channel)
+
+    def _batches(self, channels: list[str]) -> list[list[str]]:
+        """The channels to resubscribe, grouped into one command each."""
+        return [channels] if channels else []
 
     def _error_reply(self, exc: ResponseError) -> None:
         """An error answer to a (un)subscribe on a live link: plain Redis has none to expect."""

@@ -68,6 +68,13 @@ class ShardListener(RedisBroker):
         super().__init__(url, **kwargs)
         self._on_moved = on_moved
 
+    def _batches(self, channels: list[str]) -> list[list[str]]:
+        """One SSUBSCRIBE per hash slot: Redis refuses one naming channels of several (CROSSSLOT)."""
+        by_slot: dict[int, list[str]] = {}
+        for channel in channels:
+            by_slot.setdefault(key_slot(channel.encode()), []).append(channel)
+        return list(by_slot.values())
+
     def _error_reply(self, exc: ResponseError) -> None:
         log.info("shard %s refused a subscription (%s); re-reading the slots", self._url, exc)
         self._on_moved()
@@ -81,7 +88,7 @@ def _node_url(seed: str, address: str) -> str:
     """The seed URL with its host:port replaced (credentials and options kept)."""
     parts = urlsplit(seed)
     userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
-    return urlunsplit((parts.scheme, userinfo + address, "", parts.query, ""))
+    return urlunsplit((parts.scheme, userinfo + address, parts.path, parts.query, ""))
 
 
 def _address(host: Any, port: Any) -> str:
