@@ -82,6 +82,41 @@ async def test_cluster_broker_routes_each_room_to_its_shard(redis_cluster: Redis
         await broker.close()
 
 
+async def test_cluster_broker_follows_a_slot_migration(redis_cluster: RedisClusterUnderTest) -> None:
+    broker = ClusterBroker(redis_cluster.url)
+    await broker.start()
+    channel, got = "room:mig:messages", []
+    moved: list[frozenset[str]] = []
+
+    async def hook(channels: frozenset[str]) -> None:
+        moved.append(channels)
+
+    try:
+        broker.on_resubscribed(hook)
+        await broker.subscribe(channel, lambda ch, data: got.append(data))
+        source = redis_cluster.owner(tagged(channel))
+        target = next(n for n in redis_cluster.nodes_alive() if n.role() == "master" and n is not source)
+        _move_slot(redis_cluster, int(source.cli("CLUSTER", "KEYSLOT", tagged(channel))), source, target)
+        await _until(lambda: broker.shard_of(channel) == target.address and moved)
+        assert channel in moved[0] and broker.moves >= 1
+        await _until(lambda: target.cli("PUBSUB", "SHARDNUMSUB", tagged(channel)).split()[1] == "1")
+        await broker.publish(channel, b"after the move")
+        await _until(lambda: got == [b"after the move"])
+    finally:
+        await broker.close()
+
+
+def _move_slot(cluster: RedisClusterUnderTest, slot: int, source: ClusterNode, target: ClusterNode) -> None:
+    """Migrate one (key-less) slot from `source` to `target` the way `redis-cli --cluster reshard` does."""
+    source_id, target_id = source.cli("CLUSTER", "MYID"), target.cli("CLUSTER", "MYID")
+    assert target.cli("CLUSTER", "SETSLOT", str(slot), "IMPORTING", source_id) == "OK"
+    assert source.cli("CLUSTER", "SETSLOT", str(slot), "MIGRATING", target_id) == "OK"
+    assert source.cli("CLUSTER", "GETKEYSINSLOT", str(slot), "10") == ""
+    for node in (target, source):
+        assert node.cli("CLUSTER", "SETSLOT", str(slot), "NODE", target_id) == "OK"
+    cluster.wait_ok()
+
+
 async def test_presence_keys_of_a_room_share_a_slot(redis_cluster: RedisClusterUnderTest) -> None:
     client = redis_client(redis_cluster.url, cluster=True)
     try:
