@@ -119,6 +119,38 @@ async def test_two_nodes_and_a_late_joiner_agree(nodes: list[str]) -> None:
             await on_b.close()
 
 
+async def test_the_nodes_tick_announces_a_boundary_once_and_credits_who_is_present(
+        nodes: list[str], pool: asyncpg.Pool) -> None:
+    """The real loop, presence and database clock: the session's anchor is moved 61 s into the
+    past (time travel in the one stored row), and within a few ticks one of the two nodes
+    announces the break, once, crediting the member connected on node B and not the absent owner."""
+    a, b = nodes
+    async with httpx.AsyncClient(base_url=a, timeout=30) as http:
+        owner, member = await sign_in(http), await sign_in(http)
+        room = await create_room(http, owner)
+        assert (await http.post(f"/api/v1/rooms/{room}/join", headers=member.headers)).status_code == 200
+        on_b = await RoomClient.open(b, member, room)
+        try:
+            started = await http.post(f"/api/v1/rooms/{room}/focus", headers=owner.headers, json=START)
+            await on_b.wait_for(lambda f: f["type"] == "focus_state" and f["phase"] == "work")
+            await pool.execute("""UPDATE focus_sessions SET anchor = anchor - interval '61 seconds',
+                                  started_at = started_at - interval '61 seconds' WHERE id = $1""",
+                               uuid.UUID(started.json()["session_id"]))
+            boundary = await on_b.wait_for(lambda f: f["type"] == "focus_state", timeout=15)
+            assert boundary["phase"] == "break" and boundary["cycle"] == 1
+            await asyncio.sleep(2.5)  # two more ticks on each node: nothing more to announce
+            assert [f["phase"] for f in on_b.frames if f["type"] == "focus_state"] == ["work", "break"]
+            credited = await pool.fetch("SELECT user_id, minutes FROM focus_minutes WHERE room_id = $1",
+                                        uuid.UUID(room))
+            assert [(str(r["user_id"]), float(r["minutes"])) for r in credited] == [(member.user_id, 1.0)]
+            stats = (await http.get("/api/v1/users/focus", headers=member.headers)).json()
+            assert stats["total_minutes"] >= 1.0 and room in [r["room_id"] for r in stats["rooms"]]
+        finally:
+            await on_b.close()
+            # leave no running timer for the hand-clocked tests' `tick`, which sees every room
+            await http.post(f"/api/v1/rooms/{room}/focus", headers=owner.headers, json={"action": "stop"})
+
+
 async def test_who_may_control_and_typed_errors(nodes: list[str]) -> None:
     async with httpx.AsyncClient(base_url=nodes[0], timeout=30) as http:
         owner, member, stranger = await sign_in(http), await sign_in(http), await sign_in(http)
@@ -153,8 +185,12 @@ async def test_who_may_control_and_typed_errors(nodes: list[str]) -> None:
 
 
 class Clock:
+    """A clock the test moves by hand. It starts at 09:00 UTC a month ahead of real time: the app
+    nodes of this module tick with the database's clock, to which these timers have not started
+    yet (and the day's minutes stay on one UTC day)."""
+
     def __init__(self) -> None:
-        self.now = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+        self.now = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=30)
 
     async def __call__(self) -> datetime:
         return self.now
@@ -184,7 +220,7 @@ async def test_boundaries_are_announced_once_and_minutes_credited_once(pool: asy
     counts = await asyncio.gather(node_a.tick(), node_b.tick(), node_a.tick())
     assert sum(counts) == 1 and [f.phase for f in frames] == ["break"]
     assert frames[0].ends_at == (clock.now + timedelta(seconds=119)).isoformat()
-    minutes = await pool.fetch("SELECT user_id, cycle, minutes FROM focus_minutes ORDER BY user_id")
+    minutes = await pool.fetch("SELECT user_id, cycle, minutes FROM focus_minutes WHERE room_id = $1", room)
     assert sorted((r["user_id"], r["cycle"], float(r["minutes"])) for r in minutes) == sorted(
         [(owner, 1, 1.0), (present, 1, 1.0)])
 

@@ -265,7 +265,8 @@ class FocusService:
 
     async def stats(self, user_id: uuid.UUID, days: int) -> FocusStats:
         """The user's credited minutes over the last `days` UTC days: per day and per room."""
-        since = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
+        today = (await self._clock()).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        since = today - timedelta(days=days - 1)
         per_day = await self._pool.fetch(
             """SELECT (completed_at AT TIME ZONE 'UTC')::date AS day, sum(minutes)::float8 AS minutes
                  FROM focus_minutes WHERE user_id = $1 AND completed_at >= $2
