@@ -98,3 +98,18 @@ async def test_redis_keys_expire_by_themselves(redis_url: str) -> None:
         assert all(0 < ttl <= 7 for ttl in [await client.ttl(k) for k in keys])
     finally:
         await client.aclose()
+
+
+async def test_nodes_counts_users_per_node_until_their_entries_expire(
+        make_store: Callable[..., Presence]) -> None:
+    store = make_store()
+    bob = {"user_id": "bob"}
+    await store.add("r9", "alice", "node-a", alice())
+    await store.add("r9", "alice", "node-b", alice())  # alice's second tab, on node b
+    await store.add("r9", "bob", "node-b", bob)
+    assert await store.nodes("r9") == {"node-a": 1, "node-b": 2}
+    assert await store.nodes("elsewhere") == {}
+    await store.remove("r9", "alice", "node-b")
+    assert await store.nodes("r9") == {"node-a": 1, "node-b": 1}
+    await asyncio.sleep(TTL + 0.2)  # nobody refreshed: every entry expired
+    assert await store.nodes("r9") == {}
