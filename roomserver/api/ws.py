@@ -493,6 +493,9 @@ class FrameCachingProtocol(WebSocketsSansIOProtocol):
         return True
 
     async def send(self, message: Any) -> None:
+        if message["type"] == "websocket.close" and self._may_close_now():
+            self._close_now(message.get("code", 1000), message.get("reason", "") or "")
+            return
         text = message.get("text") if message["type"] == "websocket.send" else None
         if (text is None or message.get("bytes") is not None or not self.handshake_complete
                 or self.close_sent or self.initial_response is not None or self.conn.extensions):
@@ -505,3 +508,22 @@ class FrameCachingProtocol(WebSocketsSansIOProtocol):
         if cls._last_text is not text:
             cls._last_frame, cls._last_text = text_frame(text), text
         self.transport.write(cls._last_frame)
+
+    def _may_close_now(self) -> bool:
+        return (self.handshake_complete and not self.close_sent and not self.disconnected
+                and self.initial_response is None and not self.transport.is_closing())
+
+    def _close_now(self, code: int, reason: str) -> None:
+        """uvicorn's close, without first waiting for the transport to become writable: a
+        socket cut for not reading (the hub's slow-consumer close) has a full buffer that may
+        never drain, and waiting would lose the close. The close frame queues behind what is
+        buffered; a peer that has not answered it within `close_timeout` is dropped."""
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
