@@ -6,13 +6,18 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import logging.config
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from roomserver.config import Settings, SettingsError, describe, help_lines, markdown_table
+from roomserver.logs import log_config
 from roomserver.redact import redact_text, redact_url
+
+log = logging.getLogger("roomserver")
 
 FAST_WS = "roomserver.api.ws:FrameCachingProtocol"
 """uvicorn's websockets-sansio protocol, framing each fan-out message once (roomserver/api/ws.py)."""
@@ -62,10 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for var, problem in exc.problems:
             print(f"roomserver: bad setting {var}: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging_config = log_config(settings.log_level, settings.log_format)
+    logging.config.dictConfig(logging_config)
     if args.command == "serve":
-        return serve(settings, workers=args.workers)
+        return serve(settings, workers=args.workers, logging_config=logging_config)
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "settings":
@@ -74,12 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def serve(settings: Settings, *, workers: int = 1) -> int:
+def serve(settings: Settings, *, workers: int = 1, logging_config: dict[str, Any] | None = None) -> int:
+    """Run uvicorn with the server's log format for its own lines too (`logging_config`).
+    With `workers` > 1: the embedded parts start once here, and the workers' metrics are
+    aggregated through PROMETHEUS_MULTIPROC_DIR (default DATA_DIR/prometheus, emptied now)."""
     import uvicorn
 
     from roomserver.app import create_app
 
-    print(f"roomserver listening on http://{settings.host}:{settings.port}", flush=True)
+    options = _uvicorn_options(settings, logging_config or log_config(settings.log_level, settings.log_format))
+    log.info("roomserver listening on http://%s:%s", settings.host, settings.port)
     if workers > 1:
         if not settings.redis_url:
             print("roomserver: --workers > 1 needs REDIS_URL: workers fan out to each other "
@@ -87,24 +96,35 @@ def serve(settings: Settings, *, workers: int = 1) -> int:
             return 2
         with contextlib.ExitStack() as shared:
             env = _shared_parts(settings, shared)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir(settings))
             os.environ.update({"HOST": settings.host, "PORT": str(settings.port), **env})
-            uvicorn.run("roomserver.app:app_from_env", factory=True, workers=workers,
-                        **_uvicorn_options(settings))
+            uvicorn.run("roomserver.app:app_from_env", factory=True, workers=workers, **options)
         return 0
-    uvicorn.run(create_app(settings), **_uvicorn_options(settings))
+    uvicorn.run(create_app(settings), **options)
     return 0
 
 
-def _uvicorn_options(settings: Settings) -> dict[str, Any]:
+def _uvicorn_options(settings: Settings, logging_config: dict[str, Any]) -> dict[str, Any]:
     """What every `serve` process hands uvicorn: the frame-caching protocol without deflate,
-    the frame cap, and the keepalive pings."""
+    the frame cap, the keepalive pings, and the server's log format (`logging_config`)."""
     from roomserver.protocol import MAX_FRAME_BYTES
 
     return {"host": settings.host, "port": settings.port, "ws": FAST_WS,
             "ws_per_message_deflate": False, "ws_max_size": MAX_FRAME_BYTES,
             "ws_ping_interval": settings.ws_ping_interval_seconds,
             "ws_ping_timeout": settings.ws_ping_timeout_seconds,
-            "log_level": settings.log_level, "proxy_headers": False}
+            "log_level": settings.log_level, "log_config": logging_config, "proxy_headers": False}
+
+
+def _metrics_dir(settings: Settings) -> Path:
+    """The workers' shared metrics directory, emptied for this run (prometheus-client's
+    multiprocess mode): PROMETHEUS_MULTIPROC_DIR if set, else DATA_DIR/prometheus."""
+    from roomserver.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+
+    chosen = os.environ.get(MULTIPROC_ENV)
+    directory = Path(chosen) if chosen else settings.data_dir.resolve() / "prometheus"
+    log.info("metrics   workers aggregated through %s", directory)
+    return prepare_multiprocess_dir(directory)
 
 
 def _shared_parts(settings: Settings, stack: contextlib.ExitStack) -> dict[str, str]:
@@ -117,12 +137,12 @@ def _shared_parts(settings: Settings, stack: contextlib.ExitStack) -> dict[str, 
         pg = EmbeddedPostgres(settings.data_dir.resolve() / "postgres")
         env["DATABASE_URL"] = pg.start()
         stack.callback(pg.stop)
-        print(f"database  embedded PostgreSQL + pgvector at {redact_url(env['DATABASE_URL'])}", flush=True)
+        log.info("database  embedded PostgreSQL + pgvector at %s", redact_url(env["DATABASE_URL"]))
     if not settings.solana_rpc_url:
         ledger = start_ledger(settings.data_dir.resolve() / "ledger")
         stack.callback(ledger.stop)
         env["SOLANA_RPC_URL"] = ledger.url
-        print(f"solana    local ledger at {redact_url(ledger.url)}", flush=True)
+        log.info("solana    local ledger at %s", redact_url(ledger.url))
     return env
 
 

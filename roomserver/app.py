@@ -30,12 +30,14 @@ from roomserver.api import apidocs, asyncapi, auth, contract, health, ipfs, open
 from roomserver.api import documents as documents_api
 from roomserver.api import focus as focus_api
 from roomserver.api import messages as messages_api
+from roomserver.api import metrics as metrics_api
 from roomserver.api import nft as nft_api
 from roomserver.api import operator as operator_api
 from roomserver.api import tutor as tutor_api
 from roomserver.api.guard import authenticate, require_operator
 from roomserver.api.http import Endpoint, error_response, routes
 from roomserver.api.limits import BodyLimit
+from roomserver.api.observe import Observe
 from roomserver.api.ws import routes as ws_routes
 from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings, SettingsError
@@ -53,6 +55,7 @@ from roomserver.library.extract import ExtractionLimits
 from roomserver.library.highlights import Highlights, RowWriter
 from roomserver.library.ingest import Ingestor
 from roomserver.library.search import vector_census
+from roomserver.metrics import Metrics
 from roomserver.nft import minting as nft
 from roomserver.protocol import Achievement, FocusState, HighlightCreate, encode
 from roomserver.ratelimit import LimiterFactory, Slots, limiters
@@ -89,7 +92,7 @@ def start_recorder(settings: Settings, stack: AsyncExitStack, modes: dict[str, s
 
 
 def all_endpoints() -> list[Endpoint]:
-    return [*health.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *messages_api.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS,
+    return [*health.ENDPOINTS, *metrics_api.ENDPOINTS, *auth.ENDPOINTS, *rooms.ENDPOINTS, *messages_api.ENDPOINTS, *ipfs.ENDPOINTS, *nft_api.ENDPOINTS,
             *documents_api.ENDPOINTS, *tutor_api.ENDPOINTS, *operator_api.ENDPOINTS,
             *focus_api.ENDPOINTS]
 
@@ -103,16 +106,20 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None) -> Starl
     if settings.validate_responses:
         endpoints = [dataclasses.replace(ep, handler=contract.checked(ep)) for ep in endpoints]
 
+    metrics = Metrics.from_environ()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with AsyncExitStack() as stack:
-            state = await build_state(settings, stack, embedder)
+            stack.callback(metrics.close)
+            state = await build_state(settings, stack, embedder, metrics)
             for component, mode in state.modes.items():
                 log.info("%-9s %s", component, mode)
             yield {"rs": state}
 
     middleware = [
         *proxy_headers(settings),
+        Middleware(Observe, metrics=metrics),
         Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                    allow_methods=["*"], allow_headers=["Authorization", "Content-Type"],
                    max_age=600),
@@ -139,8 +146,9 @@ def proxy_headers(settings: Settings) -> list[Middleware]:
 
 
 async def build_state(settings: Settings, stack: AsyncExitStack,
-                      embedder: Embedder | None = None) -> AppState:
+                      embedder: Embedder | None = None, metrics: Metrics | None = None) -> AppState:
     """Open every resource the app needs; `stack` closes them in reverse order."""
+    metrics = metrics or Metrics.unexposed()
     modes: dict[str, str] = {}
     dsn = settings.database_url
     if dsn:
@@ -153,7 +161,7 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
     await migrate(dsn)
     pool = await create_pool(dsn)
     stack.push_async_callback(pool.close)
-    chain, rpc_url = await open_solana(settings, stack, modes)
+    chain, rpc_url = await open_solana(settings, stack, modes, metrics)
 
     per_second = settings.rate_limit_per_minute / 60
     limit = open_limiters(settings, stack, modes)
@@ -165,8 +173,10 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         ip_limiter=limit("ip", per_second * 4, max(40, settings.rate_limit_per_minute)),
         user_sockets=Slots(settings.ws_sockets_per_user, code="too_many_sockets", what="sockets of this user"),
         ip_sockets=Slots(settings.ws_sockets_per_ip, code="too_many_sockets", what="sockets from this address"),
+        metrics=metrics,
         modes=modes,
     )
+    metrics.samplers.append(lambda: metrics.db_pool_in_use.set(pool.get_size() - pool.get_idle_size()))
     start_signin(state, stack)
 
     async def database_health() -> dict[str, Any]:
@@ -174,15 +184,16 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
         return {"ok": True, "detail": {"pool_size": pool.get_size()}}
 
     state.health_checks["database"] = database_health
-    state.gatekeeper = Gatekeeper(chain, await open_gate_cache(settings, stack, modes))
+    state.gatekeeper = Gatekeeper(chain, await open_gate_cache(settings, stack, modes), metrics=metrics)
     gates = RoomGates(state.gatekeeper)
     state.achievements = open_achievements(state)
     on_event = state.achievements.record
-    history = History(pool, on_event=on_event)
+    history = History(pool, on_event=on_event, metrics=metrics)
     observer = start_recorder(settings, stack, modes)
     state.realtime = await open_realtime(settings, stack, history, state.sessions.is_live, modes,
-                                         observer=observer)
+                                         observer=observer, metrics=metrics)
     state.health_checks["redis"] = state.realtime.health
+    metrics.samplers.append(state.realtime.sample_metrics)
     state.rooms = RoomService(pool, gate=gates.check_join, gate_validator=gates.validate,
                               gate_recheck_seconds=settings.gate_recheck_seconds,
                               on_event=on_event, removed=state.realtime.remove)
@@ -198,13 +209,49 @@ async def build_state(settings: Settings, stack: AsyncExitStack,
 
     state.health_checks["solana"] = solana_health
     await open_blobs(settings, stack, state)
-    state.nft = nft.from_settings(settings, pool, chain, state.public_blobs, state.rooms, modes)
+    state.nft = nft.from_settings(settings, pool, chain, state.public_blobs, state.rooms, modes,
+                                  metrics=metrics)
     await open_library(settings, stack, state, embedder)
     state.tutor, tutor_handler = open_tutor(settings, stack, pool, state.embedder, state.realtime, modes,
-                                            limiters=limit)
+                                            limiters=limit, metrics=metrics)
     link_room_events(state)
     state.frames = Frames(state.realtime, history, frame_hooks(state, tutor_handler), limiters=limit)
+    start_sampling(state, stack)
     return state
+
+
+SAMPLE_SECONDS = 5.0
+"""How often each process refreshes its sampled gauges (pool use, broker state)."""
+FEE_PAYER_SECONDS = 60.0
+"""How often the sponsored-mint fee payer's balance is read for its gauge."""
+
+
+def start_sampling(state: AppState, stack: AsyncExitStack) -> None:
+    """Refresh the sampled gauges every SAMPLE_SECONDS (each worker writes its own: a scrape
+    answered by another worker still sees them), and the fee payer's balance in sponsored
+    minting every FEE_PAYER_SECONDS; `stack` stops both."""
+
+    async def sample() -> None:
+        while True:
+            state.metrics.sample()
+            await asyncio.sleep(SAMPLE_SECONDS)
+
+    tasks = [asyncio.create_task(sample(), name="metrics-sample")]
+    if state.nft is not None and state.settings.nft_mint_mode == "sponsored":
+        tasks.append(asyncio.create_task(_watch_fee_payer(state.nft, state.metrics), name="fee-payer"))
+    for task in tasks:
+        stack.push_async_callback(_cancel, task)
+
+
+async def _watch_fee_payer(service: nft.NftService, metrics: Metrics) -> None:
+    while True:
+        try:
+            balance = await service.fee_payer_balance()
+        except errors.Unavailable:
+            balance = None  # logged by the chain reader; the gauge keeps its last reading
+        if balance is not None:
+            metrics.fee_payer_lamports.set(balance)
+        await asyncio.sleep(FEE_PAYER_SECONDS)
 
 
 def open_achievements(state: AppState) -> Achievements:
@@ -300,7 +347,8 @@ async def open_library(settings: Settings, stack: AsyncExitStack, state: AppStat
         stack.push_async_callback(asyncio.to_thread, model.close)
         embedder = model
     state.embedder = embedder
-    state.ingestor = Ingestor(state.db, state.private_blobs, embedder, concurrency=settings.ingest_concurrency,
+    state.ingestor = Ingestor(state.db, state.private_blobs, embedder, metrics=state.metrics,
+                              concurrency=settings.ingest_concurrency,
                               lease_seconds=settings.ingest_lease_seconds, limits=extraction_limits(settings),
                               max_extract_crashes=settings.ingest_max_extract_crashes)
     if settings.ingest_concurrency:
@@ -361,7 +409,8 @@ def extraction_limits(settings: Settings) -> ExtractionLimits:
                             max_label_chars=s.ingest_max_label_chars, max_depth=s.ingest_max_depth)
 
 
-async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> tuple[ChainReader, str]:
+async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str, str],
+                      metrics: Metrics) -> tuple[ChainReader, str]:
     """The one chain reader: SOLANA_RPC_URL, or a local ledger started (and stopped) with the app."""
     url = settings.solana_rpc_url
     if url:
@@ -375,7 +424,7 @@ async def open_solana(settings: Settings, stack: AsyncExitStack, modes: dict[str
     timeout = settings.solana_rpc_timeout_seconds
     client = AsyncClient(url, commitment=Confirmed, timeout=timeout)
     stack.push_async_callback(client.close)
-    return ChainReader(client, timeout_seconds=timeout), url
+    return ChainReader(client, timeout_seconds=timeout, metrics=metrics), url
 
 
 def open_limiters(settings: Settings, stack: AsyncExitStack, modes: dict[str, str]) -> LimiterFactory:

@@ -25,6 +25,8 @@ from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+LogFormat = Literal["auto", "json", "text"]
+OptionalComponent = Literal["solana", "library"]
 MintMode = Literal["wallet", "sponsored"]
 BLOB_URL = r"^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?)?$"
 """`BLOB_STORE_URL`: empty, or s3:// and a bucket name S3 accepts, then an optional key prefix."""
@@ -49,6 +51,7 @@ def _lower(raw: Any) -> Any:
 
 
 Origins = Annotated[tuple[str, ...], BeforeValidator(_origins)]
+Components = Annotated[tuple[OptionalComponent, ...], BeforeValidator(_origins)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
@@ -111,6 +114,8 @@ class Settings:
     rate_limit_per_minute: int = Field(600, gt=0, description="authenticated REST requests per minute per user; four times as many unauthenticated requests and failed sign-ins per minute per client IP (IPv6: per /64)")
     forwarded_allow_ips: str = Field("", description="comma-separated addresses or networks (CIDR) of trusted reverse proxies: only from these are `X-Forwarded-For`/`X-Forwarded-Proto` believed for the client IP and scheme; `*` trusts every peer; empty: none (the peer address is the client)")
     operator_token: SecretStr = Field(SecretStr(""), description="bearer token of the operator (`Authorization: Bearer <token>`, compared in constant time): `GET /health/detail` shows each component, `/api/v1/operator/*` lists live rooms, disconnects users, closes rooms, broadcasts; empty: none of these is served (403)")
+    log_format: Annotated[LogFormat, BeforeValidator(_lower)] = Field("auto", description="`json`: one JSON object per line (time, level, logger, message, request_id, conn_id, user_id, room_id); `text`: human-readable lines; `auto`: json when stderr is not a terminal, else text")
+    ready_requires: Components = Field((), description="comma-separated optional components that `GET /ready` also requires (`solana`, `library`); the database, the broker and the object store always are")
     gate_recheck_seconds: int = Field(60, gt=0, description="how old a gated membership's last on-chain verification may get: members of token/NFT-gated rooms are re-verified at join, on REST reads once it is older, and by a sweep of all members this often")
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = Field("info", description="logging level: `critical`, `error`, `warning`, `info` or `debug`")
     ws_auth_timeout_seconds: int = Field(5, gt=0, description="how long a socket without a bearer subprotocol may take to send its `auth` frame")

@@ -20,6 +20,7 @@ from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
+from roomserver.metrics import Metrics
 from roomserver.nft.minting import NftService
 from roomserver.ratelimit import Limiter, Slots
 from roomserver.realtime.frames import Frames
@@ -42,6 +43,7 @@ class AppState:
     """Open sockets per user on this node (WS_SOCKETS_PER_USER)."""
     ip_sockets: Slots
     """Open sockets per client IP key on this node (WS_SOCKETS_PER_IP)."""
+    metrics: Metrics
     modes: dict[str, str] = field(default_factory=dict)
     signin: SignIn = field(init=False)
     purger: Purger | None = None

@@ -7,7 +7,7 @@ import logging
 
 from starlette.requests import Request
 
-from roomserver import errors
+from roomserver import errors, logs
 from roomserver.api.http import bearer_token, client_key
 from roomserver.identity.sessions import Session
 from roomserver.state import AppState
@@ -47,9 +47,19 @@ async def authenticate(request: Request) -> Session:
                                       code="not_authenticated")
         raise errors.Unauthorized("the session is unknown, expired or revoked",
                                   code="session_invalid")
+    logs.user_id.set(str(session.user_id))  # this request's log lines name the caller
     await state.user_limiter.hit(str(session.user_id))
     request.state.session = session
     return session
+
+
+def is_operator(request: Request) -> bool:
+    """Whether the caller sent `Authorization: Bearer <OPERATOR_TOKEN>` (constant time);
+    False while OPERATOR_TOKEN is empty. For endpoints whose answer only grows for the
+    operator (`/ready`); operator-only endpoints use `require_operator`."""
+    expected = app_state(request).settings.operator_token.get_secret_value()
+    given = bearer_token(request) or ""
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
 async def require_operator(request: Request) -> None:
@@ -58,12 +68,10 @@ async def require_operator(request: Request) -> None:
     wrong or missing token (charged to the IP's budget; logged without the token). The one
     operator check: endpoints declared `operator=True` (the route wrapper calls it)."""
     state = app_state(request)
-    expected = state.settings.operator_token.get_secret_value()
-    if not expected:
+    if not state.settings.operator_token.get_secret_value():
         raise errors.Forbidden("operator endpoints are off: set OPERATOR_TOKEN to serve them",
                                code="operator_disabled")
-    given = bearer_token(request) or ""
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not is_operator(request):
         await state.ip_limiter.hit(client_key(request))
         log.warning("operator request %s %s refused: wrong or missing token from %s",
                     request.method, request.url.path, client_key(request))

@@ -24,7 +24,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from roomserver import errors
+from roomserver import errors, logs
 from roomserver.values import as_uuid
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ def enforce(ep: Endpoint, authenticate: Authenticate,
         return ep.handler
 
     async def handler(request: Request) -> Response:
+        if "room_id" in request.path_params:  # for the log lines of this request
+            logs.room_id.set(str(request.path_params["room_id"])[:64])
         if ep.auth:
             request.state.session = await authenticate(request)
         if ep.operator and authorize_operator is not None:

@@ -34,7 +34,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from roomserver import errors
+from roomserver import errors, logs
 from roomserver.api.http import JSONResponse, client_key
 from roomserver.errors import CloseCode
 from roomserver.identity.sessions import Session
@@ -101,6 +101,8 @@ class SocketOutlet:
         self._overflow = False
         self._skip_through: int | None = None
         self.closed = False
+        self.close_code: int | None = None
+        """The code this socket was closed with, by us or (from its disconnect) the peer."""
 
     def write(self, text: str) -> bool:
         if self.closed:
@@ -170,6 +172,8 @@ class SocketOutlet:
         if self.closed:
             return
         self.closed = True
+        if self.close_code is None:
+            self.close_code = code
         with contextlib.suppress(Exception):
             await self._send({"type": "websocket.close", "code": code, "reason": reason[:120]})
 
@@ -207,6 +211,14 @@ class SocketOutlet:
         return False
 
 
+KNOWN_CLOSE_CODES = frozenset({*CloseCode, *range(1000, 1016)})
+"""Close codes a metric label may name; a peer's other codes count as `other`."""
+
+
+def close_label(code: int | None) -> str:
+    return str(code) if code in KNOWN_CLOSE_CODES else "other"
+
+
 def _error_frame(exc: errors.RoomserverError, ref: str | None) -> str:
     retry = exc.retry_after if isinstance(exc, errors.RateLimited) else None
     return encode(Error(code=exc.code, message=exc.message[:500], ref=ref,
@@ -227,8 +239,12 @@ class RoomSocket:
         per_minute = self.state.settings.ws_resume_per_minute
         self.resumes = RateLimiter(per_minute / 60, min(RESUME_BURST, per_minute))
         self.slots: list[Slot] = []  # places held in the per-IP and per-user socket caps
+        self.metrics = self.state.metrics
+        self.conn_id = uuid.uuid4().hex[:16]
 
     async def run(self) -> None:
+        """The socket's whole life, with its ids in the log context (`roomserver.logs`)."""
+        logs.conn_id.set(self.conn_id)
         try:
             await self._run()
         finally:
@@ -248,6 +264,7 @@ class RoomSocket:
             caller = None if session is None else await self._admit(session, room_id)
         except errors.RoomserverError as exc:
             log.info("websocket refused before accept: %s %s", exc.code, exc.message)
+            self.metrics.ws_connects.labels("refused").inc()
             await self.ws.send_denial_response(JSONResponse(exc.to_body(), status_code=exc.status))
             return
         await self.ws.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
@@ -282,6 +299,8 @@ class RoomSocket:
 
     async def _admit(self, session: Session, room_id: uuid.UUID) -> Caller:
         self.slots.append(self.state.user_sockets.claim(session.user_id))
+        logs.user_id.set(str(session.user_id))
+        logs.room_id.set(str(room_id))
         member = await self.state.rooms.admit(session.user_id, session.wallet_address, room_id)
         return Caller(room_id=room_id, user_id=session.user_id, session_id=session.id,
                       username=member.username, wallet_address=session.wallet_address,
@@ -305,6 +324,7 @@ class RoomSocket:
         except errors.RoomserverError as refusal:
             exc = refusal
         log.info("websocket refused after accept: %s", exc.code)
+        self.metrics.ws_connects.labels("refused").inc()
         await self.outlet.send_now(_error_frame(exc, None))
         code = REFUSAL_CLOSE.get(exc.code, CloseCode.UNAUTHORIZED if exc.status == 401
                                  else CloseCode.FORBIDDEN)
@@ -317,6 +337,8 @@ class RoomSocket:
         room = str(caller.room_id)
         conn = Connection(self.outlet, room, str(caller.user_id))
         self.outlet.hold()
+        self.metrics.ws_connects.labels("joined").inc()
+        self.metrics.ws_connections.inc()
         try:
             seq, members = await self.realtime.attach(conn, caller)
             info = await self.state.rooms.get(caller.room_id, caller.user_id)
@@ -337,8 +359,10 @@ class RoomSocket:
             await self.outlet.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self.phase = Phase.CLOSED
+            self.metrics.ws_connections.dec()
             await self.realtime.detach(conn, caller)
             await self.outlet.close(CloseCode.NORMAL, "")
+            self.metrics.ws_disconnects.labels(close_label(self.outlet.close_code)).inc()
 
     async def _removed_meanwhile(self, caller: Caller, still_member: bool) -> bool:
         """A removal that committed between admission and this socket's subscription was
@@ -365,6 +389,8 @@ class RoomSocket:
         while not self.outlet.closed:
             message = await self.ws.receive()
             if message["type"] == "websocket.disconnect":
+                if self.outlet.close_code is None:  # the peer closed first
+                    self.outlet.close_code = message.get("code", CloseCode.NORMAL)
                 return
             raw = message.get("text")
             if raw is None:
@@ -379,7 +405,12 @@ class RoomSocket:
     async def _frame(self, caller: Caller, raw: str | bytes) -> None:
         ref: str | None = None
         try:
-            frame = decode_client(raw)
+            try:
+                frame = decode_client(raw)
+            except ProtocolError:
+                self.metrics.messages_received.labels("invalid").inc()
+                raise
+            self.metrics.messages_received.labels(frame.type).inc()
             ref = frame.client_msg_id
             if isinstance(frame, Resume):
                 await self._resume(caller, frame.last_seq)

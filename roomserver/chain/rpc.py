@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -36,6 +37,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from roomserver.errors import BadRequest, Unavailable
+from roomserver.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +71,32 @@ def reason_of(exc: BaseException) -> Reason:
     return "bad_answer"
 
 
+def method_name(request: object) -> str:
+    """The solana-py client method a request coroutine is of, in JSON-RPC's camelCase
+    (`get_balance` -> `getBalance`): a small fixed set, fit for a metric label."""
+    name = getattr(request, "__name__", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        return "other"
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
 class ChainReader:
     """Requests to one Solana RPC, bounded by one timeout, failures typed by one mapping."""
 
     def __init__(self, client: AsyncClient, *, timeout_seconds: float = 10.0,
-                 unavailable_code: str = "chain_unavailable", health: RpcHealth | None = None):
+                 unavailable_code: str = "chain_unavailable", health: RpcHealth | None = None,
+                 metrics: Metrics | None = None):
         if timeout_seconds <= 0:
             raise ValueError("the RPC timeout must be positive")
         self.client, self.timeout, self.code = client, timeout_seconds, unavailable_code
         self._health = health or RpcHealth()
+        self._metrics = metrics or Metrics.unexposed()
 
     def with_code(self, unavailable_code: str) -> ChainReader:
-        """A sibling raising `unavailable_code`, sharing client, timeout and health."""
+        """A sibling raising `unavailable_code`, sharing client, timeout, health and metrics."""
         return ChainReader(self.client, timeout_seconds=self.timeout, unavailable_code=unavailable_code,
-                           health=self._health)
+                           health=self._health, metrics=self._metrics)
 
     @property
     def healthy(self) -> bool:
@@ -98,7 +112,8 @@ class ChainReader:
 
     async def call(self, request: Awaitable[T], *, seconds: float | None = None) -> T:
         """Await one RPC request (bounded by `seconds`, default the reader's timeout); any
-        failure to get an answer raises `Unavailable`."""
+        failure to get an answer raises `Unavailable`. Timed by client method (metrics)."""
+        started = time.perf_counter()
         try:
             result = await asyncio.wait_for(request, seconds or self.timeout)
         except BaseException as exc:  # also pyo3 PanicException (a BaseException) from a malformed answer
@@ -106,6 +121,8 @@ class ChainReader:
                 raise
             self._health.healthy = False
             raise self.unavailable(exc) from exc
+        finally:
+            self._metrics.rpc_duration.labels(method_name(request)).observe(time.perf_counter() - started)
         self._health.healthy = True
         return result
 

@@ -45,7 +45,8 @@ from roomserver.chain.spl_token import (
     decode_account,
     decode_mint,
 )
-from roomserver.errors import BadRequest
+from roomserver.errors import BadRequest, Unavailable
+from roomserver.metrics import Metrics
 
 UNAVAILABLE = "gating_unavailable"
 INITIALIZED = 1  # token account state: 0 uninitialized, 1 initialized, 2 frozen
@@ -121,8 +122,10 @@ def _pubkey(address: str, what: str, code: str = "invalid_gate") -> Pubkey:
 class Gatekeeper:
     """Gate checks over one chain reader; `rpc_healthy` is the last known RPC state."""
 
-    def __init__(self, chain: ChainReader, cache: GateCache, ttl_seconds: float = 30):
+    def __init__(self, chain: ChainReader, cache: GateCache, ttl_seconds: float = 30,
+                 *, metrics: Metrics | None = None):
         self.chain, self.cache, self.ttl = chain.with_code(UNAVAILABLE), cache, ttl_seconds
+        self._checks = (metrics or Metrics.unexposed()).gate_checks
 
     @property
     def rpc_healthy(self) -> bool:
@@ -148,7 +151,17 @@ class Gatekeeper:
 
     async def check(self, wallet: str, gate: Gate, *, use_cache: bool = True) -> Decision:
         """Allowed or refused (a Decision); raises Unavailable when the RPC can't be reached
-        and BadRequest ("invalid_wallet" / "invalid_gate") for an address that is not base58."""
+        and BadRequest ("invalid_wallet" / "invalid_gate") for an address that is not base58.
+        Counted by outcome: allowed, refused (cached answers too) or unavailable."""
+        try:
+            decision = await self._check(wallet, gate, use_cache)
+        except Unavailable:
+            self._checks.labels("unavailable").inc()
+            raise
+        self._checks.labels("allowed" if decision.allowed else "refused").inc()
+        return decision
+
+    async def _check(self, wallet: str, gate: Gate, use_cache: bool) -> Decision:
         owner = _pubkey(wallet, "wallet", "invalid_wallet")
         key = f"{gate.kind}:{gate.address}:{gate.min_amount}:{wallet}"
         if use_cache and (cached := await self.cache.get(key)) is not None:

@@ -50,6 +50,7 @@ from roomserver.library.chunking import DEFAULT_MAX_TOKENS, Chunk, TokenCounter,
 from roomserver.library.embeddings import Embedder, Vectors
 from roomserver.library.extract import ExtractionLimits, Page, extract_pages
 from roomserver.library.sniff import FileKind
+from roomserver.metrics import Metrics
 from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,10 @@ class Ingestor:
         limits: ExtractionLimits | None = None,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         notify: Notify = no_notify,
+        metrics: Metrics | None = None,
     ) -> None:
         self._pool = pool
+        self._jobs = (metrics or Metrics.unexposed()).ingest_jobs
         self._blobs = blobs
         self._embedder = embedder
         self._slots = asyncio.Semaphore(concurrency)
@@ -215,15 +218,19 @@ class Ingestor:
                     f"a server stopped while reading this file {claim.extract_crashes} times",
                     code="extraction_crashed")
             await self._ingest(claim)
+            self._jobs.labels("ready").inc()
         except JobLost:
             log.info("ingestion job %s was taken over by another worker", claim.job_id)
+            self._jobs.labels("lost").inc()
         except errors.RoomserverError as err:
             await self._fail(claim, err.code, err.message)
+            self._jobs.labels("failed").inc()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("ingestion job %s failed unexpectedly", claim.job_id)
             await self._fail(claim, "internal_error", "the server failed while ingesting; see its log")
+            self._jobs.labels("failed").inc()
         finally:
             heartbeat.cancel()
 

@@ -56,6 +56,7 @@ from roomserver.chain import token2022
 from roomserver.chain.keys import ServerKeys, load_server_keys
 from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings
+from roomserver.metrics import Metrics
 from roomserver.nft import card as nft_card
 from roomserver.nft import quota
 from roomserver.nft.models import Collection, CollectionDetail, Kind, MintResult, Mode
@@ -95,8 +96,9 @@ class NftService:
     def __init__(self, pool: asyncpg.Pool, chain: ChainReader, blobs: BlobStore, keys: ServerKeys | None,
                  *, origin: str, rooms: RoomCollections, mode: Mode = "wallet", local_ledger: bool = False,
                  announce: Announce | None = None, confirm_timeout: float = 15.0,
-                 limits: SponsorLimits | None = None):
+                 limits: SponsorLimits | None = None, metrics: Metrics | None = None):
         self.pool, self.chain, self.blobs, self.keys = pool, chain.with_code(UNAVAILABLE), blobs, keys
+        self._mints = (metrics or Metrics.unexposed()).nft_mints
         self.origin, self.rooms, self.mode, self.local_ledger = origin.rstrip("/"), rooms, mode, local_ledger
         self.announce, self.confirm_timeout = announce, confirm_timeout
         self.limits = limits or SponsorLimits()
@@ -174,9 +176,26 @@ class NftService:
 
     # -- minting ----------------------------------------------------------------------------
 
+    async def _counted(self, work: Awaitable[MintResult]) -> MintResult:
+        """`work`'s result, counted in `roomserver_nft_mints_total` by mode and result: the
+        mint's status (`pending`, `confirmed`), `refused` (a typed 4xx) or `failed`."""
+        try:
+            result = await work
+        except errors.RoomserverError as exc:
+            self._mints.labels(self.mode, "refused" if exc.status < 500 else "failed").inc()
+            raise
+        except Exception:
+            self._mints.labels(self.mode, "failed").inc()
+            raise
+        self._mints.labels(self.mode, result.status).inc()
+        return result
+
     async def mint_highlight(self, highlight_id: uuid.UUID, user_id: uuid.UUID, wallet: str) -> MintResult:
         """Raises highlight_not_found, not_highlight_author, highlight_not_in_room,
         room_collection_missing, already_minted, nft_unavailable, mint_quota_exceeded."""
+        return await self._counted(self._mint_highlight(highlight_id, user_id, wallet))
+
+    async def _mint_highlight(self, highlight_id: uuid.UUID, user_id: uuid.UUID, wallet: str) -> MintResult:
         keys = self._keys()
         facts, collection = await self._highlight(highlight_id, user_id)
         if (resumed := await self._resume("highlight", highlight_id, wallet)) is not None:
@@ -192,6 +211,9 @@ class NftService:
     async def mint_room(self, room_id: uuid.UUID, user_id: uuid.UUID, wallet: str) -> MintResult:
         """Raises room_not_found, not_room_owner, already_minted, nft_unavailable, and in
         sponsored mode room_too_new and mint_quota_exceeded."""
+        return await self._counted(self._mint_room(room_id, user_id, wallet))
+
+    async def _mint_room(self, room_id: uuid.UUID, user_id: uuid.UUID, wallet: str) -> MintResult:
         keys = self._keys()
         facts = await self._room(room_id, user_id)
         if (resumed := await self._resume("room", room_id, wallet)) is not None:
@@ -339,6 +361,9 @@ class NftService:
         Raises invalid_signature (not a signature), unknown_transaction (not a mint this server
         built for this user), transaction_pending (not confirmed on the ledger yet: retry),
         transaction_failed, mint_mismatch (the ledger does not hold what was promised)."""
+        return await self._counted(self._confirm(signature, user_id))
+
+    async def _confirm(self, signature: str, user_id: uuid.UUID) -> MintResult:
         try:
             sig = Signature.from_string(signature)
         except (ValueError, TypeError):
@@ -474,7 +499,8 @@ def _result(row: asyncpg.Record) -> MintResult:
 
 
 def from_settings(settings: Settings, pool: asyncpg.Pool, chain: ChainReader, blobs: BlobStore,
-                  rooms: RoomCollections, modes: dict[str, str]) -> NftService:
+                  rooms: RoomCollections, modes: dict[str, str], *,
+                  metrics: Metrics | None = None) -> NftService:
     """The service as configured; without server keys (another cluster, none configured) it
     answers nft_unavailable. Raises KeyFileError for a configured keypair file that cannot be
     read (`NFT_MINT_MODE` itself is validated with the settings, before start-up)."""
@@ -494,4 +520,4 @@ def from_settings(settings: Settings, pool: asyncpg.Pool, chain: ChainReader, bl
             modes["nft"] += (f"; sponsor {keys.fee_payer.pubkey}: {limits.user_mints_per_day}/user/day, "
                              f"{limits.mints_per_day}/day, {limits.lamports_per_day} lamports/day")
     return NftService(pool, chain, blobs, keys, origin=settings.origin, rooms=rooms, mode=mode,
-                      local_ledger=local, limits=limits)
+                      local_ledger=local, limits=limits, metrics=metrics)

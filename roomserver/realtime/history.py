@@ -27,6 +27,7 @@ import orjson
 
 from roomserver import errors
 from roomserver.achievements import Event, OnEvent, no_event
+from roomserver.metrics import Metrics
 from roomserver.protocol import (
     DocumentShared,
     Frame,
@@ -98,10 +99,12 @@ class History:
     """Durable room events over one asyncpg pool."""
 
     def __init__(self, pool: asyncpg.Pool, *, group_commit: bool = True,
-                 on_event: OnEvent = no_event) -> None:
+                 on_event: OnEvent = no_event, metrics: Metrics | None = None) -> None:
         """`on_event` hears `message_posted` and `highlight_created` (author, room) after each
-        new one commits; not for a resend answered with the original."""
+        new one commits; not for a resend answered with the original. Each transaction (one
+        event, or one group-commit batch) is timed in `roomserver_durable_write_seconds`."""
         self._pool = pool
+        self.write_seconds = (metrics or Metrics.unexposed()).durable_write
         self._on_event = on_event
         self._group = _GroupCommit(self) if group_commit else None
 
@@ -157,15 +160,21 @@ class History:
         commits was admitted before the removal, one after it is refused (403 `room_closed`,
         `not_member`)."""
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                seq = await conn.fetchval(_BUMP if member is None else _BUMP_OPEN, room_id)
-                if seq is None:
-                    raise await _no_seq(conn, room_id)
-                if member is not None and not await conn.fetchval(_IS_MEMBER, room_id, member):
-                    raise _not_member()
-                return await body(conn, int(seq))
+            with self.write_seconds.time():
+                return await self._transaction(room_id, body, member)
         except _Rollback as undo:
             return undo.written
+
+    async def _transaction(self, room_id: uuid.UUID,
+                           body: Callable[[asyncpg.Connection, int], Awaitable[Written]],
+                           member: uuid.UUID | None) -> Written:
+        async with self._pool.acquire() as conn, conn.transaction():
+            seq = await conn.fetchval(_BUMP if member is None else _BUMP_OPEN, room_id)
+            if seq is None:
+                raise await _no_seq(conn, room_id)
+            if member is not None and not await conn.fetchval(_IS_MEMBER, room_id, member):
+                raise _not_member()
+            return await body(conn, int(seq))
 
     @staticmethod
     async def _append(conn: asyncpg.Connection, room_id: uuid.UUID, seq: int, actor: uuid.UUID | None,
@@ -491,7 +500,8 @@ class _GroupCommit:
             while self._queue:
                 batch, self._queue = self._queue[:self.MAX_BATCH], self._queue[self.MAX_BATCH:]
                 try:
-                    results = await self._write(batch)
+                    with self._history.write_seconds.time():
+                        results = await self._write(batch)
                 except Exception:
                     await self._give_back()
                     for item in batch:

@@ -15,6 +15,10 @@ for stragglers, then reads the missing range with `fetch_range` (the history rea
 delivers it first. After a broker outage it repairs each room up to `current_seq(room)`.
 If history cannot be read, the room's sockets are closed with INSUFFICIENT_STATE
 (reconnect and resume).
+
+Metrics (one update per frame, never per socket): `messages_delivered` grows by the number
+of sockets a frame was handed to; `fanout_latency` observes, for each live in-order
+`new_message`, the time from its commit (`created_at`) to the end of this node's fan-out.
 """
 
 from __future__ import annotations
@@ -22,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 import orjson
 
 from roomserver.errors import CloseCode
+from roomserver.metrics import Metrics
 from roomserver.protocol import EPHEMERAL_TYPES
 from roomserver.realtime.broker import Broker, room_documents, room_messages, room_presence
 
@@ -86,12 +93,14 @@ class Hub:
         max_backlog_bytes: int = 1 << 20,
         reorder_wait: float = 0.05,
         close_timeout: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._broker, self._fetch, self._current = broker, fetch_range, current_seq
         self.max_backlog, self.max_backlog_bytes = max_backlog, max_backlog_bytes
         self.reorder_wait, self.close_timeout = reorder_wait, close_timeout
         self._rooms: dict[str, Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._metrics = metrics or Metrics.unexposed()
         broker.on_resubscribed(self._on_resubscribed)
 
     # ---- membership ----
@@ -165,6 +174,7 @@ class Hub:
         elif seq == room.last + 1:
             room.last = seq
             self._fanout(room, text, False)
+            self._observe_latency(head)
         else:
             room.held[seq] = text
             self._start_repair(room, seq)
@@ -182,10 +192,21 @@ class Hub:
         room = self._rooms.get(conn.room_id)
         if room is not None and conn in room.conns:
             self._offer(room, conn, text, ephemeral)
+            self._metrics.messages_delivered.inc()
 
     def _fanout(self, room: Room, text: str, ephemeral: bool) -> None:
-        for conn in tuple(room.conns):
+        conns = tuple(room.conns)
+        for conn in conns:
             self._offer(room, conn, text, ephemeral)
+        self._metrics.messages_delivered.inc(len(conns))
+
+    def _observe_latency(self, head: dict[str, object]) -> None:
+        message = head.get("message")
+        created = message.get("created_at") if isinstance(message, dict) else None
+        if isinstance(created, str):
+            with contextlib.suppress(ValueError):
+                committed = datetime.fromisoformat(created).timestamp()
+                self._metrics.fanout_latency.observe(max(0.0, time.time() - committed))
 
     def _offer(self, room: Room, conn: Connection, text: str, ephemeral: bool) -> None:
         if conn.backlog is None:
@@ -201,6 +222,7 @@ class Hub:
             conn.closed = True  # no more frames; it resumes from history after reconnecting
             room.conns.pop(conn, None)
             conn.backlog.clear()
+            self._metrics.slow_consumer_disconnects.inc()
             self._spawn(self.disconnect(conn, CloseCode.SLOW_CONSUMER, "slow consumer"))
 
     async def _drain(self, conn: Connection) -> None:

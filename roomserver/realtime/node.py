@@ -44,6 +44,7 @@ import orjson
 
 from roomserver.config import Settings
 from roomserver.errors import CloseCode
+from roomserver.metrics import Metrics
 from roomserver.protocol import (
     Achievement,
     AchievementEarned,
@@ -196,13 +197,16 @@ class Realtime:
 
     def __init__(self, *, broker: Broker, store: Presence, history: History, config: RealtimeConfig,
                  session_live: SessionCheck, observer: FrameObserver | None = None,
-                 node_id: str | None = None) -> None:
+                 node_id: str | None = None, metrics: Metrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or Metrics.unexposed()
+        self._outages_counted = 0
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self._history, self._session_live, self._observer = history, session_live, observer
         self._raw_broker = broker
         self._broker = PresenceFilter(broker, self._on_presence)
-        self._hub = Hub(self._broker, fetch_range=history.fetch_range, current_seq=history.current_seq)
+        self._hub = Hub(self._broker, fetch_range=history.fetch_range, current_seq=history.current_seq,
+                        metrics=self.metrics)
         self._store = store
         self._tracker = PresenceTracker(store, self.node_id, leave_grace=config.leave_grace,
                                         on_leave=self._announce_leave)
@@ -254,6 +258,14 @@ class Realtime:
                 "detail": {"node": self.node_id, "local_rooms": len(self._local),
                            "outages": getattr(self._raw_broker, "outages", 0),
                            "publish_failures": self.publish_failures}}
+
+    def sample_metrics(self) -> None:
+        """The broker's state into `broker_up` and `broker_outages_total` (a metrics sampler)."""
+        self.metrics.broker_up.set(1 if self._raw_broker.healthy else 0)
+        outages = int(getattr(self._raw_broker, "outages", 0))
+        if outages > self._outages_counted:
+            self.metrics.broker_outages.inc(outages - self._outages_counted)
+            self._outages_counted = outages
 
     @staticmethod
     async def _every(name: str, interval: float, step: Callable[[], Awaitable[None]]) -> None:
@@ -353,6 +365,7 @@ class Realtime:
         if sum(len(text) for text in events) > self.config.replay_max_bytes:
             complete, events = False, []
         recovered = Recovered(complete=complete, from_seq=min(last_seq, current), to_seq=current)
+        self.metrics.recoveries.labels("true" if complete else "false").inc()
         return Replay(events, encode(recovered), current)
 
     @property
@@ -593,7 +606,8 @@ class Realtime:
 
 async def open_realtime(settings: Settings, stack: AsyncExitStack, history: History,
                         session_live: SessionCheck, modes: dict[str, str], *,
-                        observer: FrameObserver | None = None) -> Realtime:
+                        observer: FrameObserver | None = None,
+                        metrics: Metrics | None = None) -> Realtime:
     """Redis broker + presence with REDIS_URL, else in-memory (one node); started, and
     closed by `stack` (graceful: sockets are told to reconnect)."""
     config = RealtimeConfig.from_settings(settings)
@@ -611,7 +625,7 @@ async def open_realtime(settings: Settings, stack: AsyncExitStack, history: Hist
         broker, store = MemoryBroker(), MemoryPresence(ttl=config.presence_ttl)
         modes["redis"] = "in-memory broker and presence (single node; set REDIS_URL for several)"
     realtime = Realtime(broker=broker, store=store, history=history, config=config,
-                        session_live=session_live, observer=observer)
+                        session_live=session_live, observer=observer, metrics=metrics)
     await realtime.start()
     stack.push_async_callback(realtime.close)
     return realtime

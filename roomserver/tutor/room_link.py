@@ -21,6 +21,7 @@ import asyncpg
 from roomserver import errors
 from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder
+from roomserver.metrics import Metrics
 from roomserver.protocol import SocraticCancel, SocraticQuery
 from roomserver.ratelimit import LimiterFactory, memory_limiters
 from roomserver.realtime.frames import TutorHandler
@@ -63,12 +64,13 @@ class RoomLink:
 
 def open_tutor(settings: Settings, stack: AsyncExitStack, pool: asyncpg.Pool, embedder: Embedder | None,
                realtime: Realtime, modes: dict[str, str], *,
-               limiters: LimiterFactory = memory_limiters) -> tuple[TutorService, TutorHandler]:
+               limiters: LimiterFactory = memory_limiters,
+               metrics: Metrics | None = None) -> tuple[TutorService, TutorHandler]:
     """The tutor service wired to the room's realtime path, and the frame handler to pass in
     the frame `Hooks`; `stack` closes the service (before realtime)."""
     link = RoomLink(realtime)
     tutor = TutorService(settings, pool, embedder, emit=link.emit, store_final=link.store_final,
-                         limiters=limiters)
+                         limiters=limiters, metrics=metrics)
     link.tutor = tutor
     stack.push_async_callback(tutor.close)
     modes["tutor"] = (f"Claude ({settings.tutor_model}) at {redact_url(settings.anthropic_base_url) or 'api.anthropic.com'}"

@@ -26,6 +26,7 @@ from roomserver.config import Settings
 from roomserver.errors import RoomserverError, Unavailable
 from roomserver.library.embeddings import Embedder, HashingEmbedder
 from roomserver.library.search import Hit, Scope, search
+from roomserver.metrics import Metrics
 from roomserver.protocol import SocraticResponse, SocraticSource, encode
 from roomserver.ratelimit import LimiterFactory, memory_limiters
 from roomserver.tutor import prompts, store
@@ -83,11 +84,12 @@ class Answer:
 class TutorService:
     def __init__(self, settings: Settings, pool: asyncpg.Pool, embedder: Embedder | None, *,
                  emit: Emit, store_final: StoreFinal,
-                 limiters: LimiterFactory = memory_limiters) -> None:
+                 limiters: LimiterFactory = memory_limiters, metrics: Metrics | None = None) -> None:
         """`embedder` None (lexical-only library): retrieval is full text, and the offline tutor
         compares words (bag-of-words vectors) and takes any matching passage as covering."""
         self.settings, self.pool, self.embedder = settings, pool, embedder
         self.emit, self.store_final = emit, store_final
+        self._tokens = (metrics or Metrics.unexposed()).tutor_tokens
         self.budgets = Budgets(settings, pool, limiters=limiters)
         self.offline = (OfflineTutor(embedder, min_score=settings.tutor_min_score) if embedder
                         else OfflineTutor(HashingEmbedder(), min_score=0.0))
@@ -182,6 +184,8 @@ class TutorService:
             await self._fail(answer, turn_id, code, "the tutor failed; it has been logged", parts, usage)
         finally:
             self.running.pop(answer.id, None)
+            self._tokens.labels("input").inc(usage.input_tokens)
+            self._tokens.labels("output").inc(usage.output_tokens)
 
     async def _retrieve(self, room_id: uuid.UUID, text: str) -> list[Hit]:
         scope = Scope(room_id=room_id, include_public=await store.include_public(self.pool, room_id))

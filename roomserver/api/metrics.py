@@ -1,0 +1,21 @@
+"""GET /metrics: the Prometheus text exposition of this node (every worker's, aggregated,
+under `serve --workers N`). Open like /health: no label names a user, room or path."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from roomserver.api.guard import app_state
+from roomserver.api.http import Endpoint
+from roomserver.metrics import CONTENT_TYPE
+
+
+async def metrics(request: Request) -> Response:
+    return Response(app_state(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/metrics", metrics, "Prometheus metrics (text exposition format)",
+             "operations", auth=False, produces="text/plain"),
+]
