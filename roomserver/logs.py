@@ -9,14 +9,18 @@ handling that request or socket carries them, whoever logs it (uvicorn's access 
 hands to uvicorn (`log_config=`), so uvicorn's own error and access lines use the same format
 in every worker. A JSON line: `time` (UTC, ISO 8601), `level`, `logger`, `message`, then
 `request_id`, `conn_id`, `user_id`, `room_id` where known, and `exception` with a traceback.
-Nothing here filters secrets: the code never logs tokens, signatures or keys
-(tests/test_logs.py greps a real run's logs for every one it used).
+The code never logs tokens, signatures or keys; as a net under libraries that log what they
+were sent (websockets logs handshake headers at debug level, among them the
+`bearer.<token>` subprotocol), `HideCredentials` on the one handler hides bearer credentials
+and session tokens in every line (tests/test_logs.py greps a real run's logs for every
+token and signature it used).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -30,6 +34,25 @@ room_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("room_id", 
 CONTEXT = (("request_id", request_id), ("conn_id", conn_id), ("user_id", user_id), ("room_id", room_id))
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+_CREDENTIALS = re.compile(r"(?i)(\bbearer[. ]\s*)[^\s,;'\"]+|\brs1_[A-Za-z0-9_-]+")
+
+
+def hide_credentials(text: str) -> str:
+    """`text` with `Bearer X`, `bearer.X` (the socket subprotocol) and session tokens hidden."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group(1)}***" if m.group(1) else "rs1_***", text)
+
+
+class HideCredentials(logging.Filter):
+    """A handler filter: bearer credentials and session tokens in a message become `***`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        hidden = hide_credentials(message)
+        if hidden != message:
+            record.msg, record.args = hidden, None
+        return True
 
 
 def context() -> dict[str, str]:
@@ -83,8 +106,9 @@ def log_config(level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"roomserver": {"()": f"{formatter.__module__}.{formatter.__qualname__}"}},
+        "filters": {"credentials": {"()": f"{__name__}.HideCredentials"}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "roomserver",
-                                "stream": "ext://sys.stderr"}},
+                                "filters": ["credentials"], "stream": "ext://sys.stderr"}},
         "root": {"handlers": ["stderr"], "level": level.upper()},
         "loggers": {"uvicorn": quiet, "uvicorn.error": quiet,
                     "uvicorn.access": quiet},

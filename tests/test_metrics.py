@@ -3,10 +3,14 @@ bounded sets only, and counters that move when people connect and chat."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.clients import sign_in
+from tests.servers import run_process
 from tests.ws_client import RoomClient, create_room
 
 REQUIRED = {
@@ -67,7 +71,7 @@ async def test_counters_move_under_traffic(http: httpx.AsyncClient, base_url: st
     alice, bob = await sign_in(http), await sign_in(http)
     room = await create_room(http, alice)
     clients = [await RoomClient.open(base_url, user, room) for user in (alice, bob)]
-    ack = await clients[0].request(type="chat_message", text="counted", client_msg_id="m1")
+    await clients[0].request(type="chat_message", text="counted", client_msg_id="m1")
     for client in clients:  # (the sender may get its message before its ack)
         if not [f for f in client.frames if f["type"] == "new_message"]:
             await client.wait_for(lambda f: f["type"] == "new_message")
@@ -108,3 +112,44 @@ async def test_request_id_is_echoed_or_made(http: httpx.AsyncClient) -> None:
     assert given.headers["x-request-id"] == "lb-1234.abc"
     made = await http.get("/health", headers={"X-Request-ID": "bad id\twith spaces"})
     assert made.headers["x-request-id"] != "bad id\twith spaces" and len(made.headers["x-request-id"]) == 32
+
+
+def per_worker_requests(directory: Path) -> dict[str, float]:
+    """pid -> HTTP requests that worker counted, read from its own multiprocess file."""
+    out = {}
+    for path in directory.glob("counter_*.db"):
+        families = MultiProcessCollector.merge([str(path)])
+        out[path.stem.split("_", 1)[1]] = sum(
+            s.value for f in families if f.name == "roomserver_http_requests" for s in f.samples
+            if s.name.endswith("_total"))
+    return out
+
+
+async def test_two_workers_are_aggregated(database_url: str, redis_url: str, tmp_path: Path) -> None:
+    """`serve --workers 2`: whichever worker answers /metrics reports both workers' counts."""
+    data = tmp_path / "data"
+    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "DATA_DIR": str(data),
+           "RATE_LIMIT_PER_MINUTE": "100000", "LOG_LEVEL": "warning"}
+    stale = data / "prometheus"
+    stale.mkdir(parents=True)
+    (stale / "counter_1.db").write_bytes(b"stale")  # an earlier run's file: emptied at start
+    with run_process(env, args=("--workers", "2")) as (url, _proc):
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            user = await sign_in(http)
+            room = await create_room(http, user)
+            for _ in range(60):  # new connections: the kernel spreads them over the workers
+                async with httpx.AsyncClient(base_url=url, timeout=30) as one:
+                    assert (await one.get("/health")).status_code == 200
+            clients = [await RoomClient.open(url, user, room) for _ in range(4)]
+            workers = per_worker_requests(stale)
+            assert not (stale / "counter_1.db").exists()
+            assert len([pid for pid, n in workers.items() if n > 0]) == 2, workers
+            for _ in range(6):  # several scrapes, several connections: both workers answer
+                async with httpx.AsyncClient(base_url=url, timeout=30) as one:
+                    scraped = await scrape(one)
+                assert value(scraped, "roomserver_ws_connections") == 4
+                assert value(scraped, "roomserver_http_requests_total", route="/health",
+                             method="GET", status="200") >= 60
+                assert value(scraped, "roomserver_ws_connects_total", result="joined") == 4
+            for client in clients:
+                await client.close()

@@ -76,8 +76,9 @@ def enforce(ep: Endpoint, authenticate: Authenticate,
         return ep.handler
 
     async def handler(request: Request) -> Response:
-        if "room_id" in request.path_params:  # for the log lines of this request
-            logs.room_id.set(str(request.path_params["room_id"])[:64])
+        room = request.path_params.get("room_id")
+        if isinstance(room, str) and _is_uuid(room):  # for the log lines of this request
+            logs.room_id.set(room)
         if ep.auth:
             request.state.session = await authenticate(request)
         if ep.operator and authorize_operator is not None:
@@ -88,6 +89,14 @@ def enforce(ep: Endpoint, authenticate: Authenticate,
 
     handler.__name__ = handler.__qualname__ = ep.handler.__name__
     return handler
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
