@@ -45,3 +45,18 @@ def test_the_multiprocess_directory_is_emptied(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("not ours")
     assert prepare_multiprocess_dir(tmp_path) == tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_the_dashboard_reads_only_metrics_the_server_has() -> None:
+    import json
+    import re
+
+    dashboard = json.loads((Path(__file__).parents[2] / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {name for e in exprs for name in re.findall(r"roomserver_[a-z_]+", e)}
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+    families = list(Metrics().registry.collect())
+    series = {f.name + end for f in families for end in suffixes[f.type]}
+    assert used <= series, sorted(used - series)
+    assert {f.name for f in families} == {
+        u.removesuffix("_total").removesuffix("_bucket") for u in used}  # every metric has a panel
