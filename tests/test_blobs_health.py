@@ -1,5 +1,5 @@
-"""A node on object storage whose store goes away: `/health` turns degraded (the `blobs`
-component down in the operator's detail), a download answers 503 `blob_store_unavailable`
+"""A node on object storage whose store goes away: `/ready` turns 503 while `/health`
+(liveness) stays 200 (the `blobs` component down in the operator's detail), a download answers 503 `blob_store_unavailable`
 rather than a broken stream, and both recover when the store is back. A SeaweedFS of this
 module's own, stopped and started again on the same ports and data."""
 
@@ -46,13 +46,15 @@ async def node(settings: Settings, own_store: SeaweedFS) -> AsyncIterator[str]:
 
 
 async def _blobs_ok(http: httpx.AsyncClient) -> tuple[int, bool]:
+    """(`/ready`'s status, the blobs component's `ok`); `/health` is 200 throughout."""
     await asyncio.sleep(1.1)  # past the public verdict's one-second cache
-    public = await http.get("/health")
+    assert (await http.get("/health")).status_code == 200
+    ready = await http.get("/ready")
     detail = await http.get("/health/detail", headers={"Authorization": f"Bearer {OPERATOR}"})
-    return public.status_code, bool(detail.json()["components"]["blobs"]["ok"])
+    return ready.status_code, bool(detail.json()["components"]["blobs"]["ok"])
 
 
-async def test_a_stopped_object_store_degrades_health_and_downloads_then_recovers(
+async def test_a_stopped_object_store_makes_the_node_unready_and_downloads_fail_then_recovers(
         node: str, own_store: SeaweedFS) -> None:
     async with httpx.AsyncClient(base_url=node, timeout=60) as http:
         alice = await sign_in(http)

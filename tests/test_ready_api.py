@@ -1,6 +1,7 @@
-"""/ready is what a load balancer polls: red (503) while a required component (the broker's
-Redis, the S3 object store) is down and green again after, while /health (liveness) stays 200
-and an unreachable Solana RPC (optional unless READY_REQUIRES names it) never pulls the node."""
+"""/ready is what a load balancer polls: red (503) while a required component (here the
+broker's Redis; the object store: tests/test_blobs_health.py) is down and green again after,
+while /health (liveness) stays 200, and an unreachable Solana RPC (optional unless
+READY_REQUIRES names it) never pulls the node."""
 
 from __future__ import annotations
 
@@ -8,16 +9,12 @@ import asyncio
 import dataclasses
 import time
 
-from pathlib import Path
-
 import httpx
-from pydantic import SecretStr
 
 from roomserver.config import Settings
 from roomserver.store.ports import free_port
 from tests.clients import OPERATOR
 from tests.redis_fixtures import RedisServer
-from tests.seaweed_fixtures import ACCESS_KEY, SECRET_KEY, SeaweedFS
 from tests.servers import run_app
 
 
@@ -76,22 +73,3 @@ async def test_solana_is_required_only_when_configured(settings: Settings) -> No
         assert answer.json()["components"]["solana"] == {"ok": False, "required": True}
         assert (await http.get("/health")).status_code == 200
 
-
-async def test_ready_is_red_while_the_object_store_is_down(settings: Settings, tmp_path: Path) -> None:
-    store = SeaweedFS(tmp_path / "weed")  # our own: this test stops it
-    store.start()
-    try:
-        changes = {"blob_store_url": "s3://ready-test/node", "aws_endpoint_url": store.endpoint,
-                   "aws_access_key_id": ACCESS_KEY, "aws_region": "us-east-1",
-                   "aws_secret_access_key": SecretStr(SECRET_KEY)}
-        async with run_app(node(settings, **changes)) as url, \
-                httpx.AsyncClient(base_url=url, timeout=30) as http:
-            assert (await until(http, 200)).status_code == 200
-            store.stop()
-            down = await until(http, 503)
-            assert down.status_code == 503 and down.json() == {"status": "not_ready"}, down.text
-            detail = (await http.get("/ready", headers=OPERATOR)).json()
-            assert detail["components"]["blobs"] == {"ok": False, "required": True}
-            assert (await http.get("/health")).json() == {"status": "ok"}
-    finally:
-        store.stop()

@@ -14,7 +14,7 @@ from roomserver.metrics import CONTENT_TYPE
 
 async def metrics(request: Request) -> Response:
     state = app_state(request)
-    state.ip_limiter.check(client_key(request))
+    await state.ip_limiter.hit(client_key(request))
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -1,5 +1,5 @@
 """The health probes: a failed probe reports its exception type only (its message is logged with
-URLs redacted), and public health runs the probes once per second however many ask."""
+URLs redacted), and public readiness runs the probes once per second however many ask."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ async def test_a_failed_probe_shows_its_type_only_and_logs_no_secret(caplog: pyt
     assert "SECRET" not in caplog.text
 
 
-async def test_public_health_probes_once_per_ttl_for_any_number_of_callers() -> None:
+async def test_public_readiness_probes_once_per_ttl_for_any_number_of_callers() -> None:
     calls = 0
 
     async def slow() -> dict[str, Any]:
@@ -37,8 +37,9 @@ async def test_public_health_probes_once_per_ttl_for_any_number_of_callers() -> 
         return {"ok": True}
 
     shared = SharedProbe(ttl=0.5)
-    answers = await asyncio.gather(*(shared.ok({"database": slow}) for _ in range(50)))
-    assert answers == [True] * 50 and calls == 1  # one run shared by concurrent callers
-    assert await shared.ok({"database": slow}) is True and calls == 1  # within the TTL: no new run
+    up = {"database": True}
+    answers = await asyncio.gather(*(shared.results({"database": slow}) for _ in range(50)))
+    assert answers == [up] * 50 and calls == 1  # one run shared by concurrent callers
+    assert await shared.results({"database": slow}) == up and calls == 1  # within the TTL: no new run
     await asyncio.sleep(0.6)
-    assert await shared.ok({"database": slow}) is True and calls == 2
+    assert await shared.results({"database": slow}) == up and calls == 2
