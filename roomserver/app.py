@@ -432,7 +432,8 @@ def open_limiters(settings: Settings, stack: AsyncExitStack, modes: dict[str, st
     if not settings.redis_url:
         modes["limits"] = "rate limits counted in memory (this node)"
         return limiters(None)
-    client = redis_client(settings.redis_url, cluster=settings.redis_cluster)
+    # short timeouts, one retry: a check that cannot reach Redis soon counts on this node
+    client = redis_client(settings.redis_url, cluster=settings.redis_cluster, timeout=0.5, retries=1)
     stack.push_async_callback(client.aclose)
     modes["limits"] = "rate limits counted in Redis (shared by every node)"
     return limiters(client)

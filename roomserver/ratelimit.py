@@ -163,26 +163,34 @@ class RedisLimiter:
     """A bucket shared by every node through Redis (or a Redis Cluster client).
 
     When Redis cannot answer, the check falls back to a bucket of this process (logged once per
-    outage): limits loosen to per node for the outage rather than refusing every request."""
+    outage), and so do the checks of the next `cooldown` seconds without trying Redis: limits
+    loosen to per node for the outage rather than refusing or stalling every request."""
 
-    def __init__(self, client: Any, name: str, rate: float, burst: float) -> None:
+    def __init__(self, client: Any, name: str, rate: float, burst: float, *,
+                 cooldown: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
         self.name, self.rate, self.burst = name, rate, float(burst)
         self._script = client.register_script(TOKEN_BUCKET)
-        self._fallback = RateLimiter(rate, burst)
+        self._fallback = RateLimiter(rate, burst, clock=clock)
+        self._cooldown, self._clock = cooldown, clock
+        self._down_until = 0.0
         self._failing = False
 
     def key(self, key: str) -> str:
         return f"ratelimit:{self.name}:{{{key}}}"
 
     async def hit(self, key: str, cost: float = 1.0) -> None:
+        if self._clock() < self._down_until:
+            self._fallback.check(key, cost)
+            return
         try:
             wait = float(await self._script(keys=[self.key(key)], args=[self.rate, self.burst, cost]))
         except (RedisError, OSError) as exc:
             if not self._failing:
                 log.warning("rate limit %s counted on this node only: Redis failed (%s)", self.name, exc)
             self._failing = True
+            self._down_until = self._clock() + self._cooldown
             self._fallback.check(key, cost)
             return
         self._failing = False

@@ -4,13 +4,14 @@ atomic under concurrency, expiring, and falling back to this process when Redis 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from roomserver.errors import RateLimited
 from roomserver.ratelimit import RedisLimiter, limiters
 from roomserver.realtime.broker import redis_client
-from roomserver.store.ports import free_port
+from tests.redis_fixtures import RedisServer
 
 
 async def _admitted(limiter: RedisLimiter, key: str, n: int) -> int:
@@ -51,13 +52,21 @@ async def test_concurrent_checks_never_overspend(redis_url: str) -> None:
         await client.aclose()
 
 
-async def test_redis_down_counts_on_this_node() -> None:
-    client = redis_client(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+async def test_redis_down_counts_on_this_node_without_stalling(redis_server: RedisServer) -> None:
+    client = redis_client(redis_server.url, timeout=0.5, retries=1)  # as the app builds it
     try:
         limiter = limiters(client)("down", 0.01, 3)
-        for _ in range(3):
+        await limiter.hit("carol")  # counted in Redis
+        redis_server.stop()
+        started = time.monotonic()
+        for _ in range(3):  # the first failure starts the cooldown; the rest skip Redis
             await limiter.hit("carol")
         with pytest.raises(RateLimited):
             await limiter.hit("carol")
+        assert time.monotonic() - started < 2.0
+        redis_server.start()
+        await asyncio.sleep(1.1)  # past the cooldown: counted in Redis again (a fresh bucket there)
+        await limiter.hit("carol")
+        assert await client.exists("ratelimit:down:{carol}") == 1
     finally:
         await client.aclose()

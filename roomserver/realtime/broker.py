@@ -54,19 +54,20 @@ GLOBAL_NOTIFICATIONS = "global:notifications"
 
 
 
-def redis_client(url: str, *, cluster: bool = False) -> Any:
+def redis_client(url: str, *, cluster: bool = False, timeout: float = 3.0, retries: int = 3) -> Any:
     """A command client that survives a Redis restart: stale pooled connections are pinged
-    before use and a failed command is retried on a fresh connection (3 times, backing off).
-    With `cluster`, a `RedisCluster` seeded by `url` (it follows MOVED and failovers; keys of
-    one multi-key command or transaction must share a hash tag)."""
+    before use and a failed command is retried on a fresh connection (`retries` times, backing
+    off; a cluster client twice as often, to ride out a failover). With `cluster`, a
+    `RedisCluster` seeded by `url` (it follows MOVED and failovers; keys of one multi-key command
+    or transaction must share a hash tag)."""
     if cluster:
         return RedisCluster.from_url(
-            url, socket_connect_timeout=3, socket_timeout=3,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 6),
+            url, socket_connect_timeout=timeout, socket_timeout=timeout,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries * 2),
         )
     return aioredis.Redis.from_url(
-        url, socket_connect_timeout=3, socket_timeout=3, health_check_interval=10,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        url, socket_connect_timeout=timeout, socket_timeout=timeout, health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
