@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -74,7 +75,7 @@ class StuckOutlet(Outlet):
         await asyncio.Event().wait()
 
 
-def make_hub(broker: MemoryBroker | RedisBroker, history: History, **kw: float) -> Hub:
+def make_hub(broker: MemoryBroker | RedisBroker, history: History, **kw: Any) -> Hub:
     return Hub(broker, fetch_range=history.fetch_range, current_seq=history.current_seq, **kw)
 
 

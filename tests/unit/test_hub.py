@@ -99,3 +99,21 @@ async def test_history_failure_closes_sockets_to_resume() -> None:
     await wait_until(lambda: out.closed is not None)
     assert out.closed is not None and out.closed[0] == CloseCode.INSUFFICIENT_STATE
     assert CloseCode(out.closed[0]).should_reconnect
+
+
+async def test_metrics_count_deliveries_per_frame_and_slow_consumers() -> None:
+    from roomserver.metrics import Metrics
+
+    metrics = Metrics()
+    broker, history = MemoryBroker(), History()
+    hub = make_hub(broker, history, max_backlog=5, metrics=metrics)
+    stuck, fine = StuckOutlet(), Outlet()
+    await hub.join(Connection(stuck, "r9", "slow"))
+    await hub.join(Connection(fine, "r9", "ok"))
+    for _ in range(10):
+        await broker.publish(room_messages("r9"), history.append("r9"))
+    await wait_until(lambda: stuck.closed is not None)
+    assert metrics.slow_consumer_disconnects._value.get() == 1
+    delivered = metrics.messages_delivered._value.get()
+    assert delivered == 2 * 6 + 4  # both sockets until the stuck one is cut off at the sixth
+    await hub.close()
