@@ -39,7 +39,7 @@ RUN pip install --no-cache-dir --extra-index-url "$TORCH_INDEX_URL" \
 USER 10001:10001
 EXPOSE 8000
 
-# Liveness: GET /health answers 200 while every component is up, 503 when one is down.
+# Liveness: GET /health answers 200 while the process serves (readiness for a balancer is GET /ready).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('PORT', '8000')}/health\", timeout=4)"]
 

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -112,7 +113,7 @@ def _loadtest(*args: str) -> list[str]:
 
 async def _restart(balancer: Balancer, stack: contextlib.ExitStack, proc: subprocess.Popen[bytes],
                    port: int, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], float]:
-    """Out of rotation, SIGTERM, wait for the exit, start again on the same port, back in.
+    """Out of rotation, SIGTERM, wait for the exit, start again on the same port, back in once ready.
     Returns the new process and how long the node was out."""
     began = time.monotonic()
     balancer.out(port)
@@ -120,7 +121,10 @@ async def _restart(balancer: Balancer, stack: contextlib.ExitStack, proc: subpro
     code = await asyncio.to_thread(proc.wait, 30)
     # uvicorn re-raises the signal it drained on, so a clean exit is "killed by SIGTERM"
     assert code in (0, -signal.SIGTERM), f"node on {port} exited with {code} (see {log})"
-    _, again = await asyncio.to_thread(stack.enter_context, run_process(env, port=port, log=log))
+    url, again = await asyncio.to_thread(stack.enter_context, run_process(env, port=port, log=log))
+    async with httpx.AsyncClient(timeout=5) as http, asyncio.timeout(30):
+        while (await http.get(f"{url}/ready")).status_code != 200:  # readiness, as a balancer asks
+            await asyncio.sleep(0.2)
     balancer.back(port)
     return again, time.monotonic() - began
 
