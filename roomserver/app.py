@@ -57,6 +57,7 @@ from roomserver.library.ingest import Ingestor
 from roomserver.library.search import vector_census
 from roomserver.metrics import Metrics
 from roomserver.nft import minting as nft
+from roomserver.periodic import Periodic
 from roomserver.protocol import Achievement, FocusState, HighlightCreate, encode
 from roomserver.ratelimit import LimiterFactory, Slots, limiters
 from roomserver.realtime.broker import redis_client
@@ -478,22 +479,9 @@ def start_focus(state: AppState, stack: AsyncExitStack) -> FocusService:
 
     state.focus = FocusService(state.db, state.rooms, emit=emit, present=present)
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(FOCUS_TICK_SECONDS)
-            try:
-                await state.focus.tick()
-            except Exception:
-                log.exception("focus boundary tick failed; retrying next round")
-
-    task = asyncio.create_task(loop(), name="focus-tick")
-
-    async def stop() -> None:
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
-
-    stack.push_async_callback(stop)
+    ticks = Periodic("focus boundary tick", FOCUS_TICK_SECONDS, state.focus.tick)
+    ticks.start()
+    stack.push_async_callback(ticks.close)
     return state.focus
 
 

@@ -27,7 +27,6 @@ nobody is removed; the gatekeeper's `rpc_healthy` (shown by /health) is already 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from dataclasses import dataclass
 from roomserver.errors import RoomserverError, Unavailable
 from roomserver.gating.gatekeeper import Decision, Gate, Gatekeeper
 from roomserver.gating.rooms import room_gate
+from roomserver.periodic import Periodic
 from roomserver.rooms import Room, RoomService
 from roomserver.values import uuid_or_none
 
@@ -65,27 +65,16 @@ class Rechecker:
         self.interval = interval
         self.stats = RecheckStats()
         self._limit = asyncio.Semaphore(concurrency)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("gate re-check pass", interval, self.run_once, on_failure=self._failed)
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="gate-rechecker")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.close()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-            except Exception:
-                self.stats.failures += 1
-                log.exception("gate re-check pass failed")
+    def _failed(self) -> None:
+        self.stats.failures += 1
 
     async def run_once(self) -> int:
         """One pass over every open gated room; how many memberships it ended. Stops without

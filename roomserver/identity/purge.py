@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from roomserver.errors import RateLimited
+from roomserver.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ class Purger:
             raise ValueError("the purge interval and batch must be positive")
         self._pool, self.cap, self.interval, self.batch = pool, cap, interval, batch
         self.stats = PurgeStats()
-        self._task: asyncio.Task[None] | None = None
+        # the database down or restarting: a warning, and the next interval tries again
+        self._loop = Periodic("sign-in purge pass", interval, self.run_once, first_now=True,
+                              on_failure=self._failed, level=logging.WARNING)
 
     async def run_once(self) -> PurgeStats:
         """One pass: delete what has expired, then count what is outstanding."""
@@ -113,21 +116,10 @@ class Purger:
         return self.stats
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="sign-in-purge")
+        self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.close()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:  # the database is down or restarting: try again next interval
-                self.stats.failures += 1
-                log.warning("sign-in purge pass failed", exc_info=True)
-            await asyncio.sleep(self.interval)
+    def _failed(self) -> None:
+        self.stats.failures += 1

@@ -45,6 +45,7 @@ import orjson
 from roomserver.config import Settings
 from roomserver.errors import CloseCode
 from roomserver.metrics import Metrics
+from roomserver.periodic import every
 from roomserver.protocol import (
     Achievement,
     AchievementEarned,
@@ -231,8 +232,9 @@ class Realtime:
             ("sweep", self.config.sweep_interval, self.sweep),
             ("session-recheck", self.config.session_recheck, self.recheck_sessions),
         ]
-        for name, every, step in loops:
-            self._tasks.append(asyncio.create_task(self._every(name, every, step), name=name))
+        for name, interval, step in loops:
+            self._tasks.append(asyncio.create_task(every(f"realtime loop {name}", interval, step),
+                                                   name=name))
 
     async def close(self) -> None:
         """Graceful stop: tell every socket to reconnect elsewhere, drop presence, stop loops."""
@@ -266,15 +268,6 @@ class Realtime:
         if outages > self._outages_counted:
             self.metrics.broker_outages.inc(outages - self._outages_counted)
             self._outages_counted = outages
-
-    @staticmethod
-    async def _every(name: str, interval: float, step: Callable[[], Awaitable[None]]) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await step()
-            except Exception:
-                log.exception("realtime loop %s failed; retrying next round", name)
 
     # ---- local connections ----
 
