@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from roomserver.config import Settings, SettingsError, describe, help_lines, markdown_table
-from roomserver.logs import log_config
-from roomserver.redact import redact_text, redact_url
+from roomserver.observe.logs import log_config
+from roomserver.observe.redact import redact_text, redact_url
 
 log = logging.getLogger("roomserver")
 
@@ -119,7 +119,7 @@ def _uvicorn_options(settings: Settings, logging_config: dict[str, Any]) -> dict
 def _metrics_dir(settings: Settings) -> Path:
     """The workers' shared metrics directory, emptied for this run (prometheus-client's
     multiprocess mode): PROMETHEUS_MULTIPROC_DIR if set, else DATA_DIR/prometheus."""
-    from roomserver.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+    from roomserver.observe.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 
     chosen = os.environ.get(MULTIPROC_ENV)
     directory = Path(chosen) if chosen else settings.data_dir.resolve() / "prometheus"

@@ -55,8 +55,9 @@ from roomserver.library.extract import ExtractionLimits
 from roomserver.library.highlights import Highlights, RowWriter
 from roomserver.library.ingest import Ingestor
 from roomserver.library.search import vector_census
-from roomserver.metrics import Metrics
 from roomserver.nft import minting as nft
+from roomserver.observe.metrics import Metrics
+from roomserver.observe.redact import redact_library_logs, redact_url
 from roomserver.periodic import Periodic
 from roomserver.protocol import Achievement, FocusState, HighlightCreate, encode
 from roomserver.ratelimit import LimiterFactory, Slots, limiters
@@ -64,7 +65,6 @@ from roomserver.realtime.broker import redis_client
 from roomserver.realtime.frames import Frames, Hooks, TutorHandler
 from roomserver.realtime.history import History
 from roomserver.realtime.node import Caller, FrameObserver, open_realtime
-from roomserver.redact import redact_library_logs, redact_url
 from roomserver.rooms import RoomService
 from roomserver.state import AppState
 from roomserver.store.blobstore import PRIVATE, PUBLIC, LocalBlobStore, split_legacy_layout

@@ -20,8 +20,8 @@ from roomserver.library.documents import Library
 from roomserver.library.embeddings import Embedder
 from roomserver.library.highlights import Highlights
 from roomserver.library.ingest import Ingestor
-from roomserver.metrics import Metrics
 from roomserver.nft.minting import NftService
+from roomserver.observe.metrics import Metrics
 from roomserver.ratelimit import Limiter, Slots
 from roomserver.realtime.frames import Frames
 from roomserver.realtime.node import Realtime

@@ -7,9 +7,10 @@ import logging
 
 from starlette.requests import Request
 
-from roomserver import errors, logs
+from roomserver import errors
 from roomserver.api.http import bearer_token, client_key
 from roomserver.identity.sessions import Session
+from roomserver.observe import logs
 from roomserver.state import AppState
 
 log = logging.getLogger(__name__)

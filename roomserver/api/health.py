@@ -37,7 +37,7 @@ from starlette.responses import Response
 
 from roomserver.api.guard import app_state, is_operator
 from roomserver.api.http import Endpoint, client_key, reply
-from roomserver.redact import redact_text
+from roomserver.observe.redact import redact_text
 from roomserver.state import AppState, HealthCheck
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from roomserver import errors, logs
+from roomserver import errors
+from roomserver.observe import logs
 from roomserver.values import as_uuid
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from roomserver.api.guard import app_state
 from roomserver.api.http import Endpoint, client_key
-from roomserver.metrics import CONTENT_TYPE
+from roomserver.observe.metrics import CONTENT_TYPE
 
 
 async def metrics(request: Request) -> Response:

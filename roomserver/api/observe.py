@@ -2,7 +2,7 @@
 
 Every HTTP request and socket handshake gets a `request_id`: the incoming `X-Request-ID`
 when it is a sane token (1-128 of `A-Z a-z 0-9 . _ : -`), else a new one; it is set in the
-log context (`roomserver.logs`) for everything that runs for this request, and echoed in
+log context (`roomserver.observe.logs`) for everything that runs for this request, and echoed in
 the `X-Request-ID` response header. HTTP requests are counted by route TEMPLATE
 (`/api/v1/rooms/{room_id}`, never the path itself; `unmatched` when no route matched),
 method and status, and timed by route template.
@@ -16,8 +16,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from roomserver import logs
-from roomserver.metrics import Metrics
+from roomserver.observe import logs
+from roomserver.observe.metrics import Metrics
 
 HEADER = b"x-request-id"
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")

@@ -34,10 +34,11 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from roomserver import errors, logs
+from roomserver import errors
 from roomserver.api.http import JSONResponse, client_key
 from roomserver.errors import CloseCode
 from roomserver.identity.sessions import Session
+from roomserver.observe import logs
 from roomserver.protocol import (
     MAX_FRAME_BYTES,
     SUBPROTOCOL,
@@ -243,7 +244,7 @@ class RoomSocket:
         self.conn_id = uuid.uuid4().hex[:16]
 
     async def run(self) -> None:
-        """The socket's whole life, with its ids in the log context (`roomserver.logs`)."""
+        """The socket's whole life, with its ids in the log context (`roomserver.observe.logs`)."""
         logs.conn_id.set(self.conn_id)
         try:
             await self._run()

@@ -37,7 +37,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from roomserver.errors import BadRequest, Unavailable
-from roomserver.metrics import Metrics
+from roomserver.observe.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from roomserver.chain.spl_token import (
     decode_mint,
 )
 from roomserver.errors import BadRequest, Unavailable
-from roomserver.metrics import Metrics
+from roomserver.observe.metrics import Metrics
 
 UNAVAILABLE = "gating_unavailable"
 INITIALIZED = 1  # token account state: 0 uninitialized, 1 initialized, 2 frozen

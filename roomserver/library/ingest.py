@@ -50,7 +50,7 @@ from roomserver.library.chunking import DEFAULT_MAX_TOKENS, Chunk, TokenCounter,
 from roomserver.library.embeddings import Embedder, Vectors
 from roomserver.library.extract import ExtractionLimits, Page, extract_pages
 from roomserver.library.sniff import FileKind
-from roomserver.metrics import Metrics
+from roomserver.observe.metrics import Metrics
 from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)

@@ -56,7 +56,6 @@ from roomserver.chain import token2022
 from roomserver.chain.keys import ServerKeys, load_server_keys
 from roomserver.chain.rpc import ChainReader
 from roomserver.config import Settings
-from roomserver.metrics import Metrics
 from roomserver.nft import card as nft_card
 from roomserver.nft import quota
 from roomserver.nft.models import Collection, CollectionDetail, Kind, MintResult, Mode
@@ -69,6 +68,7 @@ from roomserver.nft.verify import (
     collection_of,
     member_of,
 )
+from roomserver.observe.metrics import Metrics
 from roomserver.store.blobstore import BlobStore
 
 log = logging.getLogger(__name__)

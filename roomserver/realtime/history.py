@@ -27,7 +27,7 @@ import orjson
 
 from roomserver import errors
 from roomserver.achievements import Event, OnEvent, no_event
-from roomserver.metrics import Metrics
+from roomserver.observe.metrics import Metrics
 from roomserver.protocol import (
     DocumentShared,
     Frame,

@@ -34,7 +34,7 @@ from typing import Protocol
 import orjson
 
 from roomserver.errors import CloseCode
-from roomserver.metrics import Metrics
+from roomserver.observe.metrics import Metrics
 from roomserver.protocol import EPHEMERAL_TYPES
 from roomserver.realtime.broker import Broker, room_documents, room_messages, room_presence
 

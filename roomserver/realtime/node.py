@@ -44,7 +44,8 @@ import orjson
 
 from roomserver.config import Settings
 from roomserver.errors import CloseCode
-from roomserver.metrics import Metrics
+from roomserver.observe.metrics import Metrics
+from roomserver.observe.redact import redact_url
 from roomserver.periodic import every
 from roomserver.protocol import (
     Achievement,
@@ -73,7 +74,6 @@ from roomserver.realtime.broker_cluster import ClusterBroker
 from roomserver.realtime.history import Author, History, RowWriter, Written
 from roomserver.realtime.hub import Connection, Hub
 from roomserver.realtime.presence import MemoryPresence, Presence, PresenceTracker, RedisPresence
-from roomserver.redact import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ import asyncpg
 from roomserver import errors
 from roomserver.config import Settings
 from roomserver.library.embeddings import Embedder
-from roomserver.metrics import Metrics
+from roomserver.observe.metrics import Metrics
+from roomserver.observe.redact import redact_url
 from roomserver.protocol import SocraticCancel, SocraticQuery
 from roomserver.ratelimit import LimiterFactory, memory_limiters
 from roomserver.realtime.frames import TutorHandler
 from roomserver.realtime.node import Caller, Realtime
-from roomserver.redact import redact_url
 from roomserver.tutor.service import Question, Stored, TutorService
 from roomserver.values import as_uuid
 

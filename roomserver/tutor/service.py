@@ -26,7 +26,7 @@ from roomserver.config import Settings
 from roomserver.errors import RoomserverError, Unavailable
 from roomserver.library.embeddings import Embedder, HashingEmbedder
 from roomserver.library.search import Hit, Scope, search
-from roomserver.metrics import Metrics
+from roomserver.observe.metrics import Metrics
 from roomserver.protocol import SocraticResponse, SocraticSource, encode
 from roomserver.ratelimit import LimiterFactory, memory_limiters
 from roomserver.tutor import prompts, store

@@ -102,7 +102,7 @@ async def test_history_failure_closes_sockets_to_resume() -> None:
 
 
 async def test_metrics_count_deliveries_per_frame_and_slow_consumers() -> None:
-    from roomserver.metrics import Metrics
+    from roomserver.observe.metrics import Metrics
 
     metrics = Metrics()
     broker, history = MemoryBroker(), History()

@@ -13,8 +13,8 @@ CORE_FORBIDDEN = ("roomserver.identity", "roomserver.gating", "roomserver.librar
                   "roomserver.nft", "roomserver.tutor", "roomserver.api", "roomserver.rooms",
                   "roomserver.focus",
                   "roomserver.state", "roomserver.app")
-LEAVES = ("roomserver.config", "roomserver.errors", "roomserver.protocol", "roomserver.metrics",
-          "roomserver.logs")
+LEAVES = ("roomserver.config", "roomserver.errors", "roomserver.protocol", "roomserver.observe.metrics",
+          "roomserver.observe.logs")
 
 
 def _module(path: Path) -> str:

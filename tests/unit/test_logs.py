@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roomserver import logs
+from roomserver.observe import logs
 
 
 def record(message: str, *args: object) -> logging.LogRecord:

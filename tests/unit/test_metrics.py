@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from roomserver.api.ws import close_label
 from roomserver.chain.rpc import method_name
-from roomserver.metrics import Metrics, prepare_multiprocess_dir
+from roomserver.observe.metrics import Metrics, prepare_multiprocess_dir
 
 
 def test_two_apps_never_share_a_value() -> None:

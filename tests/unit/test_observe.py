@@ -13,9 +13,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from roomserver import logs
 from roomserver.api.observe import Observe
-from roomserver.metrics import Metrics
+from roomserver.observe import logs
+from roomserver.observe.metrics import Metrics
 
 
 def app(metrics: Metrics) -> Starlette:

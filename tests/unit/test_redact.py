@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from roomserver.api.http import ip_key
-from roomserver.redact import redact_text, redact_url
+from roomserver.observe.redact import redact_text, redact_url
 
 
 def test_credentials_paths_and_queries_are_hidden() -> None:
